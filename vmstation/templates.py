@@ -1,0 +1,66 @@
+"""Rendering: one Jinja environment, pure (template, values) -> text.
+
+StrictUndefined turns a missing value into an error instead of an empty string;
+keep_trailing_newline keeps files byte-identical to what their templates say.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from vmstation.errors import TemplateError
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def render(name: str, **values) -> str:
+    """Render ``templates/<name>`` with ``values``; raise TemplateError naming the template."""
+    import jinja2
+
+    try:
+        return _environment(str(TEMPLATE_DIR)).get_template(name).render(**values)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template {name!r} not found under {TEMPLATE_DIR}") from exc
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {name!r}: {exc.message}") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.name or name!r} line {exc.lineno}: {exc.message}") from exc
+
+
+def render_string(source: str, **values) -> str:
+    """Render a template given as text (used by the benchmark and tests)."""
+    import jinja2
+
+    try:
+        return _environment(str(TEMPLATE_DIR)).from_string(source).render(**values)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"inline template: {exc.message}") from exc
+
+
+@functools.lru_cache(maxsize=None)
+def _environment(directory: str):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["to_json"] = _to_json
+    env.filters["to_yaml_string"] = _to_yaml_string
+    return env
+
+
+def _to_json(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def _to_yaml_string(value: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    import json
+
+    return json.dumps(str(value))
