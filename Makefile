@@ -1,0 +1,44 @@
+# vmstation: `make test` sets everything up from a fresh clone and runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := openssh-server iproute2 systemd-container mmdebstrap tcpdump
+
+.PHONY: test unit deps venv test-vagrant demo bench lint clean-boxes
+
+test: deps venv
+	$(PY) -m pytest -q
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The real test hosts need a few Debian packages (root only; skipped tests say so otherwise).
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "not root: box and sshd-host tests will be skipped"; fi
+
+test-vagrant: deps venv
+	bash tests/vagrant/run.sh
+
+demo: deps venv
+	$(PY) -m vmstation.testing.demo
+
+bench: deps venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench.run
+
+lint: venv
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check vmstation tests bench fabfile.py
+
+clean-boxes: venv
+	$(PY) -m vmstation.testing.cleanup

@@ -1,0 +1,103 @@
+"""The use cases, shared by the ``vmstation`` CLI and ``fabfile.py``.
+
+Each function takes plain values, does one job and returns a result; printing
+and exit codes belong to the callers. Nothing here is specific to click.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_INVENTORY = "hosts.toml"
+
+
+@dataclass(frozen=True)
+class Session:
+    """Where a command gets its inventory, secrets and SSH settings from."""
+
+    inventory_path: str = DEFAULT_INVENTORY
+    vault_password_file: str | None = None
+    trust_new_host_keys: bool = False
+    ssh_config: str | None = None
+
+    @classmethod
+    def from_environment(cls, **overrides) -> "Session":
+        path = overrides.pop("inventory_path", None) or os.environ.get("VMSTATION_INVENTORY") or DEFAULT_INVENTORY
+        return cls(inventory_path=path, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_inventory(session: Session):
+    from vmstation.inventory import load
+
+    return load(session.inventory_path)
+
+
+def open_secrets(session: Session, inventory):
+    from vmstation.secrets import SecretStore
+
+    return SecretStore.open(inventory, password_file=session.vault_password_file)
+
+
+def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, limit=(),
+               resume: bool = False, forks: int = 32, listener=None):
+    """Deploy (or plan) a target against the inventory: the heart of every deploy command."""
+    from vmstation.context import RunContext
+    from vmstation.runner import RunOptions, run
+    from vmstation.targets import build_graph
+    from vmstation.transport import SshOptions
+
+    inventory = load_inventory(session)
+    graph = build_graph()
+    _check_limit(inventory, limit)
+    secrets = open_secrets(session, inventory)
+    run_ctx = RunContext(inventory, plan=plan, secrets=secrets,
+                         artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
+    _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
+    options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
+                         resume=resume, forks=forks,
+                         ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
+                                        trust_new_host_keys=session.trust_new_host_keys,
+                                        ssh_config=session.ssh_config))
+    return run(graph, run_ctx, options, listener)
+
+
+def render_target(session: Session, target: str, out_dir: str) -> list[Path]:
+    """Every file ``target`` would write to each host, into ``out_dir/<host>/<path>``. No SSH at all."""
+    from vmstation.offline import render_files
+
+    inventory = load_inventory(session)
+    return render_files(inventory, target, Path(out_dir))
+
+
+def _check_limit(inventory, limit) -> None:
+    from vmstation.errors import InventoryError
+
+    names = {h.name for h in inventory.hosts}
+    for name in limit:
+        if name not in names:
+            raise InventoryError(inventory.path, f"--limit names unknown host {name!r}; known: "
+                                 f"{', '.join(sorted(names))}", host=name)
+
+
+def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
+    """Resolve every sudo password the run will need before any host is touched.
+
+    A wrong vault password or a missing secret is bad input: it must stop the run
+    with nothing changed anywhere, not half-way through.
+    """
+    hosts = {h.name: h for phase in graph.order(target, only, start_from) for h in phase.select(run_ctx.inventory)}
+    for host in hosts.values():
+        if limit and host.name not in limit:
+            continue
+        if not host.is_root and host.become_password:
+            run_ctx.secret(host.become_password)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+
