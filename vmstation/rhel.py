@@ -1,0 +1,369 @@
+"""The RKE2 host on RHEL (and its family): what to ask it, what to run on it, what to write to it.
+
+Pure functions: facts in (os-release text, a cluster), command strings out. Every value that reaches a
+shell goes through ``shlex.quote``. Commands are meant to run as root (the transport adds sudo).
+Nothing here opens a connection; the deploy-rke2 phases call these and run what they return.
+
+Sources: docs.rke2.io (install methods and paths, air-gap install, known issues: NetworkManager,
+nm-cloud-setup, firewalld), the install script's environment variables (get.rke2.io), and findings.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+
+from vmstation.errors import InputError
+
+RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
+RKE2_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
+RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl"
+RKE2_SERVICE = "rke2-server.service"
+INSTALL_SCRIPT_URL = "https://get.rke2.io"
+
+# Ports of a single RKE2 server with Canal (docs.rke2.io/install/requirements#inbound-network-rules),
+# plus node-exporter on the host network.
+FIREWALLD_PORTS = (
+    "6443/tcp",          # Kubernetes API
+    "9345/tcp",          # RKE2 supervisor (agents and servers join here)
+    "10250/tcp",         # kubelet
+    "2379-2380/tcp",     # etcd client and peer
+    "8472/udp",          # Canal / flannel VXLAN
+    "9099/tcp",          # Canal health checks
+    "30000-32767/tcp",   # NodePorts (Prometheus 30090)
+    "9100/tcp",          # node-exporter
+)
+
+# RHEL-family IDs as they appear in ID or ID_LIKE of /etc/os-release: RHEL, CentOS Stream, AlmaLinux, Rocky.
+_RHEL_IDS = frozenset({"rhel", "centos", "almalinux", "rocky"})
+_RKE2_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:\+rke2r(\d+))?$")
+# Upstream validated RHEL 10 starting with this RKE2 minor (findings.md, RKE2 support matrix).
+RHEL10_FIRST_SUPPORTED = (1, 30)
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """A file deploy-rke2 renders and writes on the host."""
+
+    path: str
+    template: str
+    mode: str
+    families: tuple[str, ...] = ("rhel", "debian", "other")
+
+
+# What deploy-rke2 writes, with the mode each must have. config.yaml is 0600 because it may carry the
+# join token; rke2 itself writes rke2.yaml with write-kubeconfig-mode "0600".
+RKE2_HOST_FILES = (
+    ManagedFile(RKE2_CONFIG, "rke2/config.yaml.j2", "0600"),
+    ManagedFile("/etc/sysctl.d/90-rke2.conf", "rhel/90-rke2.conf.j2", "0644"),
+    ManagedFile("/etc/modules-load.d/rke2.conf", "rhel/modules-load-rke2.conf.j2", "0644"),
+    ManagedFile("/etc/NetworkManager/conf.d/rke2-canal.conf", "rhel/rke2-canal.conf.j2", "0644", ("rhel",)),
+)
+
+# Applied with kubectl (or dropped into /var/lib/rancher/rke2/server/manifests/ for RKE2 to apply), in order.
+RKE2_MONITORING_MANIFESTS = (
+    "rke2-monitoring/namespace.yaml.j2",
+    "rke2-monitoring/node-exporter.yaml.j2",
+    "rke2-monitoring/prometheus-rbac.yaml.j2",
+    "rke2-monitoring/prometheus-config.yaml.j2",
+    "rke2-monitoring/prometheus.yaml.j2",
+)
+
+
+# ---------------------------------------------------------------------------
+# Facts: /etc/os-release and what follows from it
+# ---------------------------------------------------------------------------
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """``/etc/os-release`` as a dict (os-release(5): KEY=value, shell quoting, # comments)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            continue
+        try:
+            fields[key] = " ".join(shlex.split(raw))
+        except ValueError:      # unbalanced quote: keep the raw text rather than lose the field
+            fields[key] = raw.strip("\"'")
+    return fields
+
+
+def os_family(os_release: dict[str, str]) -> str:
+    """"rhel" | "debian" | "other", from ID and ID_LIKE (AlmaLinux and Rocky say ``ID_LIKE="rhel ..."``)."""
+    ids = {os_release.get("ID", "").lower(), *os_release.get("ID_LIKE", "").lower().split()}
+    if ids & _RHEL_IDS:
+        return "rhel"
+    if "debian" in ids:
+        return "debian"
+    return "other"
+
+
+def major_version(os_release: dict[str, str]) -> int | None:
+    """The major of VERSION_ID ("10.0" -> 10); None when absent (CentOS Stream says "10")."""
+    match = re.match(r"(\d+)", os_release.get("VERSION_ID", ""))
+    return int(match.group(1)) if match else None
+
+
+def preflight_warnings(os_release: dict[str, str], rke2_version: str) -> list[str]:
+    """What the operator should know before installing ``rke2_version`` here; [] when nothing."""
+    major, minor = parse_rke2_version(rke2_version)[:2]
+    name = os_release.get("PRETTY_NAME") or os_release.get("NAME") or os_release.get("ID", "unknown OS")
+    family = os_family(os_release)
+    warnings = []
+    if family == "rhel" and (major_version(os_release) or 0) >= 10 and (major, minor) < RHEL10_FIRST_SUPPORTED:
+        first = "v{}.{}".format(*RHEL10_FIRST_SUPPORTED)
+        warnings.append(
+            f"{name}: RKE2 {rke2_version} is not validated on RHEL 10 and its family; supported are "
+            f"{first} and later (the el10 rke2-selinux policy is recent): set the cluster version to {first}+"
+        )
+    if family == "other":
+        warnings.append(f"{name}: neither RHEL- nor Debian-family; RKE2 installs from the tarball, untested here")
+    return warnings
+
+
+def parse_rke2_version(version: str) -> tuple[int, int, int, int]:
+    """"v1.29.15+rke2r1" -> (1, 29, 15, 1); InputError when it is not an RKE2 version."""
+    match = _RKE2_VERSION.match(version.strip())
+    if not match:
+        raise InputError(f"RKE2 version {version!r} is not of the form v1.29.15+rke2r1")
+    return tuple(int(part or 0) for part in match.groups())  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------
+# Packages, services, firewall
+# ---------------------------------------------------------------------------
+
+
+def rhel_packages(os_release: dict[str, str], kernel_release: str | None = None) -> tuple[str, ...]:
+    """Packages to install from the OS repositories before RKE2.
+
+    rke2-selinux is not here: it comes from the Rancher RPM repository that the install script writes
+    (/etc/yum.repos.d/rancher-rke2.repo) as a dependency of rke2-server. Air-gapped, install it from
+    the artifacts directory with ``local_rpm_install_command``. No iptables package: RKE2's components
+    bring their own. RHEL 10 moved modules Canal needs (xt_* matches, vxlan helpers) to
+    kernel-modules-extra; pinned to the running kernel when ``kernel_release`` (``uname -r``) is known,
+    so they load without a reboot.
+    """
+    packages = ["container-selinux"]
+    if (major_version(os_release) or 0) >= 10:
+        packages.append(f"kernel-modules-extra-{kernel_release}" if kernel_release else "kernel-modules-extra")
+    return tuple(packages)
+
+
+def dnf_install_command(packages: tuple[str, ...] | list[str]) -> str:
+    """``dnf install -y`` of ``packages`` (already installed ones are a no-op for dnf)."""
+    if not packages:
+        raise ValueError("dnf_install_command needs at least one package")
+    return "dnf install -y " + " ".join(shlex.quote(p) for p in packages)
+
+
+def local_rpm_install_command(rpm_path: str) -> str:
+    """Install one RPM copied to the host (air-gapped rke2-selinux), dependencies from the OS repositories."""
+    return f"dnf install -y {shlex.quote(rpm_path)}"
+
+
+def nm_cloud_setup_disable_commands() -> list[str]:
+    """Disable nm-cloud-setup where present: it rewrites routes under Canal (RKE2 known issues)."""
+    return [_if_unit_exists(unit, f"systemctl disable --now {shlex.quote(unit)}")
+            for unit in ("nm-cloud-setup.service", "nm-cloud-setup.timer")]
+
+
+def networkmanager_reload_command() -> str:
+    """Make NetworkManager read conf.d again (after rke2-canal.conf changed)."""
+    return _if_unit_exists("NetworkManager.service", "systemctl reload NetworkManager.service")
+
+
+def firewall_commands(firewall: str, pod_cidr: str, service_cidr: str, zone: str | None = None) -> list[str]:
+    """What to run for ``Cluster.firewall``: "open-ports" opens FIREWALLD_PORTS, "disabled" stops firewalld.
+
+    Open ports alone do not let pods reach the host through firewalld: the pod and service CIDRs go
+    into the trusted zone, as the K3s/RKE2 docs advise for firewalld hosts.
+    """
+    if firewall == "disabled":
+        return [_if_unit_exists("firewalld.service", "systemctl disable --now firewalld.service")]
+    if firewall != "open-ports":
+        raise InputError(f"firewall {firewall!r} is not one of 'open-ports', 'disabled'")
+    zone_option = f" --zone={shlex.quote(zone)}" if zone else ""
+    ports = " ".join(f"--add-port={shlex.quote(port)}" for port in FIREWALLD_PORTS)
+    sources = " ".join(f"--add-source={shlex.quote(cidr)}" for cidr in (pod_cidr, service_cidr))
+    return [
+        f"firewall-cmd --permanent{zone_option} {ports}",
+        f"firewall-cmd --permanent --zone=trusted {sources}",
+        "firewall-cmd --reload",
+    ]
+
+
+def firewall_ports_query(zone: str | None = None) -> str:
+    """The fact: the ports open in the permanent configuration, space-separated on one line."""
+    return "firewall-cmd --permanent" + (f" --zone={shlex.quote(zone)}" if zone else "") + " --list-ports"
+
+
+def missing_firewall_ports(listed: str) -> tuple[str, ...]:
+    """FIREWALLD_PORTS not in the output of ``firewall_ports_query``: () means nothing to do."""
+    open_ports = set(listed.split())
+    return tuple(port for port in FIREWALLD_PORTS if port not in open_ports)
+
+
+# ---------------------------------------------------------------------------
+# Wake-on-LAN, persistent through NetworkManager (no dispatcher script, no ethtool at boot)
+# ---------------------------------------------------------------------------
+
+
+def default_interface_query() -> str:
+    """The fact used when the inventory names no interface: the IPv4 default route."""
+    return "ip -o -4 route show default"
+
+
+def parse_default_interface(text: str) -> str | None:
+    """The ``dev`` of the first default route (``default via 192.0.2.1 dev eno1 proto dhcp ...``)."""
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["default"] and "dev" in words[:-1]:
+            return words[words.index("dev") + 1]
+    return None
+
+
+def nm_connection_query(interface: str) -> str:
+    """The fact: the name of the NetworkManager connection active on ``interface``."""
+    return f"nmcli -g GENERAL.CONNECTION device show {shlex.quote(interface)}"
+
+
+def wol_query(connection: str) -> str:
+    """The fact: the connection's wake-on-lan setting ("magic" once armed)."""
+    return f"nmcli -g 802-3-ethernet.wake-on-lan connection show {shlex.quote(connection)}"
+
+
+def wol_persist_command(connection: str) -> str:
+    """Arm magic-packet wake in the connection profile: NetworkManager applies it at every activation."""
+    return f"nmcli connection modify {shlex.quote(connection)} 802-3-ethernet.wake-on-lan magic"
+
+
+def wol_arm_now_command(interface: str) -> str:
+    """Arm the NIC for this boot too, without re-activating the connection under an SSH session."""
+    return f"ethtool -s {shlex.quote(interface)} wol g"
+
+
+# ---------------------------------------------------------------------------
+# Install, where it lands, uninstall
+# ---------------------------------------------------------------------------
+
+
+def install_command(version: str, family: str, artifact_path: str | None = None) -> str:
+    """The official install script for an RKE2 server at ``version``.
+
+    Online it is fetched to a fresh mktemp file first: ``curl | sh`` would run an empty script after a
+    failed download and report success, and a fixed name in a shared directory could be planted by
+    another user. RHEL family: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin, rke2-selinux pulled in).
+    Air-gapped (``artifact_path``: a directory on the host holding install.sh, rke2.linux-amd64.tar.gz,
+    rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt): the tarball method, binaries under
+    /usr/local/bin.
+    """
+    parse_rke2_version(version)
+    env = {"INSTALL_RKE2_VERSION": version, "INSTALL_RKE2_TYPE": "server"}
+    if artifact_path:
+        env.update(INSTALL_RKE2_ARTIFACT_PATH=artifact_path, INSTALL_RKE2_METHOD="tar")
+        return f"{_env_words(env)} sh {shlex.quote(artifact_path.rstrip('/') + '/install.sh')}"
+    if family == "rhel":
+        env["INSTALL_RKE2_METHOD"] = "rpm"
+    return (f'script=$(mktemp) && curl -sfL --retry 3 -o "$script" {shlex.quote(INSTALL_SCRIPT_URL)} && '
+            f'{_env_words(env)} sh "$script"; status=$?; rm -f "$script"; exit $status')
+
+
+def rke2_installed_paths(family: str) -> tuple[str, ...]:
+    """Where an installed ``rke2`` binary can be, most likely first.
+
+    RPMs (RHEL family, online) put it in /usr/bin; the tarball (other families, and air-gapped RHEL)
+    in /usr/local/bin, or /opt/rke2/bin where /usr/local is read-only.
+    """
+    tarball = ("/usr/local/bin/rke2", "/opt/rke2/bin/rke2")
+    return ("/usr/bin/rke2", *tarball) if family == "rhel" else tarball
+
+
+def installed_version_query(family: str) -> str:
+    """The fact: ``rke2 --version`` of the first installed binary; exit 1 and no output when none is."""
+    paths = " ".join(shlex.quote(p) for p in rke2_installed_paths(family))
+    return f'for p in {paths}; do if [ -x "$p" ]; then exec "$p" --version; fi; done; exit 1'
+
+
+def parse_installed_version(text: str) -> str | None:
+    """"rke2 version v1.29.15+rke2r1 (abc)" -> "v1.29.15+rke2r1"; None when not installed."""
+    match = re.search(r"rke2 version (v\S+)", text)
+    return match.group(1) if match else None
+
+
+def uninstall_script_paths() -> tuple[str, ...]:
+    """Where rke2-uninstall.sh can be: beside the binary of either install method."""
+    return tuple(path + "-uninstall.sh" for path in rke2_installed_paths("rhel"))
+
+
+def uninstall_command() -> str:
+    """Run the first uninstall script found; exit 0 with nothing to do when RKE2 is not installed."""
+    paths = " ".join(shlex.quote(p) for p in uninstall_script_paths())
+    return f'for p in {paths}; do if [ -x "$p" ]; then exec "$p"; fi; done; exit 0'
+
+
+# ---------------------------------------------------------------------------
+# The kubeconfig RKE2 writes, made usable from another machine
+# ---------------------------------------------------------------------------
+
+_LOCAL_SERVER = "https://127.0.0.1:6443"
+
+
+def rewrite_kubeconfig(text: str, address: str) -> str:
+    """``rke2.yaml`` with its server https://127.0.0.1:6443 pointed at https://ADDRESS:6443.
+
+    Parsed, not searched: only ``clusters[*].cluster.server`` equal to the local URL changes, the rest
+    (certificates, users, contexts, key order) is kept. A kubeconfig with nothing to change comes back
+    byte for byte, so fetching it twice changes nothing.
+    """
+    import yaml
+
+    server = f"https://{host_in_url(address)}:6443"
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{RKE2_KUBECONFIG}: not YAML ({_first_line(exc)})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("clusters"), list):
+        raise InputError(f"{RKE2_KUBECONFIG}: not a kubeconfig (no 'clusters' list)")
+    changed = False
+    for entry in config["clusters"]:
+        cluster = entry.get("cluster") if isinstance(entry, dict) else None
+        if isinstance(cluster, dict) and cluster.get("server") == _LOCAL_SERVER:
+            cluster["server"] = server
+            changed = True
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False) if changed else text
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _if_unit_exists(unit: str, command: str) -> str:
+    """Run ``command`` only where ``unit`` is installed (a missing unit is nothing to do, not a failure)."""
+    return f"if systemctl cat {shlex.quote(unit)} >/dev/null 2>&1; then {command}; fi"
+
+
+def _env_words(env: dict[str, str]) -> str:
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+
+
+def host_in_url(address: str) -> str:
+    """``address`` as the host part of a URL (IPv6 in brackets); InputError when it is neither IP nor name."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", address):
+            raise InputError(f"address {address!r} is neither an IP address nor a host name") from None
+        return address
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
