@@ -12,6 +12,7 @@ KUBERNETES_APT_REPO = "https://pkgs.k8s.io/core:/stable:/v1.29/deb/"
 RKE2 = "v1.29.15+rke2r1"
 CONTAINERD_MINIMUM = {"1.6": "1.6.27", "1.7": "1.7.11"}   # floor for Kubernetes 1.29 (containerd's table)
 CNI_PLUGINS = "v1.3.0"
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
 
 FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.27.4"
 FLANNEL_CNI_PLUGIN_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1"
@@ -35,6 +36,7 @@ def as_dict() -> dict:
         "kubernetes_apt_repo": KUBERNETES_APT_REPO,
         "rke2": RKE2,
         "cni_plugins": CNI_PLUGINS,
+        "sandbox_image": SANDBOX_IMAGE,
         "flannel_image": FLANNEL_IMAGE,
         "flannel_cni_plugin_image": FLANNEL_CNI_PLUGIN_IMAGE,
         "images": dict(IMAGES),
