@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := openssh-server iproute2 systemd-container mmdebstrap tcpdump
+APT_PACKAGES := openssh-server iproute2 systemd-container mmdebstrap prometheus containerd systemd
 
 .PHONY: test unit deps venv test-vagrant demo bench lint clean-boxes
 
@@ -20,10 +20,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The real test hosts need a few Debian packages (root only; skipped tests say so otherwise).
+# prometheus and containerd only lend their tools (promtool, containerd config dump) to the config
+# tests; policy-rc.d keeps their services from starting while they install.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	  if [ -n "$$missing" ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    rc=$$?; rm -f /usr/sbin/policy-rc.d; [ $$rc = 0 ] || exit $$rc; \
+	  fi; \
 	else echo "not root: box and sshd-host tests will be skipped"; fi
 
 test-vagrant: deps venv

@@ -29,6 +29,7 @@ class RunContext:
     secrets: Any = None                       # vmstation.secrets.SecretStore (opened lazily)
     values: dict[str, Any] = field(default_factory=dict)
     offline: bool = False                     # `vmstation render`: no host is asked anything
+    remote: Callable[[Host, str], str] | None = None   # run a script on another host of the run (set by the runner)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def shared(self, key: str, produce: Callable[[], Any]) -> Any:

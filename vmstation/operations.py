@@ -8,7 +8,8 @@ uploads what differs through one SFTP session and places it with ONE command.
 
 A decision is a ``Step``: "change" (something will be done), "ok" (already so,
 with the reason), "skip" (cannot be done here, with the reason: never reported as
-done), or "check" (runs every time but changes nothing: waits, captures).
+done), "check" (runs every time but changes nothing: waits, captures) or "warn"
+(a preflight warning the operator must see; nothing runs).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-CHANGE, OK, SKIP, CHECK = "change", "ok", "skip", "check"
+CHANGE, OK, SKIP, CHECK, WARN = "change", "ok", "skip", "check", "warn"
 
 
 def sh(template: str, *args) -> str:
@@ -415,6 +416,20 @@ def wait_until(test: str, description: str, timeout: int = 300, interval: int = 
 
 
 @dataclass(frozen=True)
+class Notice(Operation):
+    """A preflight warning shown in the plan and the summary (a version below what upstream supports)."""
+
+    message: str
+
+    @property
+    def label(self) -> str:
+        return "warning"
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        return Step(self.label, WARN, self.message)
+
+
+@dataclass(frozen=True)
 class Fetch(Operation):
     """A file brought back to the operator's machine (kubeconfig), transformed, written 0600 atomically."""
 
@@ -526,5 +541,5 @@ def _local_matches(path: str, content: bytes, mode: int) -> bool:
 
 
 __all__ = ["sh", "Step", "Upload", "LocalWrite", "Operation", "File", "Edit", "line", "Directory", "Package",
-           "Service", "Sysctl", "KernelModule", "Command", "Check", "wait_until", "Fetch", "FEATURE_PROBES",
-           "CHANGE", "OK", "SKIP", "CHECK"]
+           "Service", "Sysctl", "KernelModule", "Command", "Check", "wait_until", "Notice", "Fetch",
+           "FEATURE_PROBES", "CHANGE", "OK", "SKIP", "CHECK", "WARN"]

@@ -12,9 +12,9 @@ import sys
 from typing import TextIO
 
 from vmstation.execute import PhaseOutcome
-from vmstation.operations import CHANGE, CHECK, OK, SKIP
+from vmstation.operations import CHANGE, CHECK, OK, SKIP, WARN
 
-SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">"}
+SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">", WARN: "?"}
 STATUS_WORDS = {"ok": "ok", "changed": "changed", "failed": "FAILED", "blocked": "blocked",
                 "unsupported": "cannot run here", "resumed": "done earlier", "planned": "planned"}
 
@@ -41,7 +41,8 @@ def format_summary(outcomes: list[PhaseOutcome]) -> str:
     """A table: phase, host, status, changed, seconds, and why (for anything not plainly done)."""
     rows = [("phase", "host", "status", "changed", "seconds", "note")]
     for o in outcomes:
-        note = o.message or "; ".join(f"skipped {s.label}: {s.reason}" for s in o.skipped)
+        note = o.message or "; ".join([f"skipped {s.label}: {s.reason}" for s in o.skipped]
+                                      + [f"warning: {s.reason}" for s in o.steps if s.status == WARN])
         rows.append((o.phase, o.host, STATUS_WORDS.get(o.status, o.status), str(o.changed), f"{o.seconds:.1f}",
                      note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

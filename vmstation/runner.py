@@ -77,6 +77,7 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
     journal = Journal.for_inventory(run_ctx.inventory.path, options.target, plan=options.plan)
     finished = journal.last_finished() if options.resume else set()
     pool = ConnectionPool(options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts), run_ctx)
+    run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
     result = RunResult(options.target, journal_path=str(journal.path))
     started = time.monotonic()
     status: dict[tuple[str, str], str] = {}

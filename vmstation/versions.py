@@ -12,6 +12,7 @@ KUBERNETES_APT_REPO = "https://pkgs.k8s.io/core:/stable:/v1.29/deb/"
 RKE2 = "v1.29.15+rke2r1"
 CONTAINERD_MINIMUM = {"1.6": "1.6.27", "1.7": "1.7.11"}   # floor for Kubernetes 1.29 (containerd's table)
 CNI_PLUGINS = "v1.3.0"
+CONTAINERD_TARBALL = "1.7.22"                    # containerd_source = "tarball": the release the artifacts dir holds
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
 
 FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.27.4"

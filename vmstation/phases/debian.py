@@ -1,0 +1,350 @@
+"""deploy-debian: the kubeadm cluster, in the eight phases of the homelab's architecture.
+
+    debian.system-prep        swap off, modules, sysctls (everyone)
+    debian.containerd         containerd from the inventory's source (everyone)
+    debian.containerd-config  the rendered config for the installed version, restart on change
+    debian.cni-plugins        /opt/cni/bin (Debian's plugins, or a tarball from the artifacts directory)
+    debian.kube-binaries      kubeadm, kubelet, kubectl 1.29.15 (pkgs.k8s.io, or the artifacts directory)
+    debian.kubeadm-config     /etc/kubernetes/kubeadm-init.yaml, checked against v1beta3 before it is pushed
+    debian.control-plane-init kubeadm init (skipped when admin.conf exists), API answering
+    debian.worker-join        kubeadm join with a fresh token (skipped when kubelet.conf exists)
+    debian.flannel            Flannel v0.27.4, applied server-side when it differs
+    debian.nodes-ready        every node of the inventory Ready (bounded, conditions shown)
+    debian.apps               monitoring, logging and Jellyfin, applied server-side when they differ
+    debian.kubeconfig         admin.conf fetched to the operator's machine, mode 0600
+
+On a machine where the Kubernetes binaries cannot be had, debian.kube-binaries
+stops with Unsupported and the phases that need it are reported as blocked.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vmstation import versions
+from vmstation.artifacts import verified_files
+from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
+from vmstation.context import HostContext
+from vmstation.errors import InputError, Unsupported
+from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
+from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
+                                  Sysctl, sh, wait_until)
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+KUBECTL = f"kubectl --kubeconfig={ADMIN_CONF}"
+MANIFEST_DIR = "/etc/vmstation/manifests"
+KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
+KUBE_BINARIES = ("kubeadm", "kubelet", "kubectl")
+SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+           "net.ipv4.ip_forward": "1"}
+APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana", "jellyfin")
+READY_COLUMNS = ('{range .items[*]}{.metadata.name}{" Ready="}{.status.conditions[?(@.type=="Ready")].status}'
+                 '{" "}{.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}')
+PLAN_JOIN = {"token": "planpl.aceholder0000000", "ca_cert_hash": "sha256:" + "0" * 64}
+
+kubeadm_hosts = hosts_of_kind("kubeadm")
+control_planes = hosts_with_role("kubeadm", "control-plane")
+workers = hosts_with_role("kubeadm", "worker")
+
+
+# -- 2. system prep --------------------------------------------------------------------------------
+
+
+def system_prep(ctx: HostContext):
+    if ctx.host.apt_proxy:
+        yield File("/etc/apt/apt.conf.d/90vmstation-proxy", ctx.render("system/90vmstation-proxy.j2"))
+    yield Command("swapoff -a", "swap off now", onlyif="[ \"$(tail -n +2 /proc/swaps | wc -l)\" -gt 0 ]")
+    yield Edit("/etc/fstab", comment_out_swap, "swap lines commented out")
+    yield File("/etc/modules-load.d/kubernetes.conf", ctx.render("system/modules-kubernetes.conf.j2"))
+    for module in ("overlay", "br_netfilter"):
+        yield KernelModule(module)
+    yield File("/etc/sysctl.d/99-kubernetes.conf", ctx.render("system/99-kubernetes.conf.j2"))
+    for key, value in SYSCTLS.items():
+        yield Sysctl(key, value)
+
+
+def comment_out_swap(fstab: str) -> str:
+    """fstab with every active swap entry commented out (kubelet refuses to run with swap on)."""
+    lines = []
+    for line in fstab.splitlines():
+        fields = line.split()
+        active = line.strip() and not line.lstrip().startswith("#")
+        lines.append(f"# {line}  # swap off for kubelet (vmstation)" if active and len(fields) > 2
+                     and fields[2] == "swap" else line)
+    return "\n".join(lines) + ("\n" if fstab.endswith("\n") or lines else "")
+
+
+# -- 1a. containerd -----------------------------------------------------------------------------------
+
+
+def containerd(ctx: HostContext):
+    source = ctx.cluster.containerd_source
+    if source == "debian":
+        yield Package(("containerd",))
+    elif source == "docker":
+        yield from _docker_repository(ctx)
+        yield Package(("containerd.io",))
+    else:
+        yield from _containerd_tarball(ctx)
+    yield Directory("/etc/containerd")
+
+
+def containerd_config(ctx: HostContext):
+    installed = ctx.facts.containerd_version
+    if installed is None and not ctx.plan:
+        raise Unsupported(ctx.host.name, "containerd is not installed, so its config version cannot be chosen")
+    installed = installed or "1.6.20"
+    warning = containerd_version_warning(installed)
+    if warning:
+        yield Notice(warning)
+    config_version = 3 if int(installed.split(".")[0]) >= 2 else 2
+    text = ctx.render("containerd/config.toml.j2", containerd_config_version=config_version)
+    problems = check_containerd_config(text, config_version)
+    if problems:
+        raise InputError(f"templates/containerd/config.toml.j2 for {ctx.host.name}: " + "; ".join(problems))
+    config = File("/etc/containerd/config.toml", text, source="containerd/config.toml.j2")
+    yield config
+    yield Service("containerd", restart_on=(config.label,))
+
+
+def containerd_version_warning(installed: str) -> str:
+    """A warning when containerd is older than what Kubernetes 1.29 expects (containerd's own table)."""
+    series = ".".join(installed.split(".")[:2])
+    floor = versions.CONTAINERD_MINIMUM.get(series)
+    if floor and _version_tuple(installed) < _version_tuple(floor):
+        return (f"containerd {installed} is older than {floor}, which Kubernetes {versions.KUBERNETES} expects; "
+                "set containerd_source = \"docker\" or \"tarball\" in hosts.toml for a newer one")
+    if _version_tuple(installed) < (1, 6, 0):
+        return f"containerd {installed} is too old for Kubernetes {versions.KUBERNETES}"
+    return ""
+
+
+def _docker_repository(ctx: HostContext):
+    keyring = "/etc/apt/keyrings/docker.asc"
+    yield Directory("/etc/apt/keyrings")
+    yield Command(sh("curl -fsSL https://download.docker.com/linux/debian/gpg -o {}", keyring),
+                  "fetch Docker's apt key", creates=keyring)
+    codename = ctx.facts.os_release.get("VERSION_CODENAME", "bookworm")
+    yield File("/etc/apt/sources.list.d/docker.list",
+               f"deb [signed-by={keyring}] https://download.docker.com/linux/debian {codename} stable\n")
+
+
+def _containerd_tarball(ctx: HostContext):
+    """containerd's release tarball plus runc (the tarball does not carry it), both checked before upload."""
+    name = f"containerd-{versions.CONTAINERD_TARBALL}-linux-amd64.tar.gz"
+    files = verified_files(ctx.host.name, _artifacts(ctx, "containerd"), [name, "runc.amd64"],
+                           "containerd release tarball and runc")
+    tarball = File(f"/var/lib/vmstation/artifacts/{name}", files[name])
+    yield tarball
+    yield Command(sh("tar -C /usr/local -xzf {}", tarball.path), "unpack containerd into /usr/local",
+                  unless=sh("/usr/local/bin/containerd --version | grep -qF {}", f" v{versions.CONTAINERD_TARBALL} "))
+    yield File("/usr/local/sbin/runc", files["runc.amd64"], mode="0755")
+    unit = File("/etc/systemd/system/containerd.service", ctx.render("containerd/containerd.service.j2"))
+    yield unit
+    yield Service("containerd", daemon_reload=True, restart_on=(tarball.label, unit.label))
+
+
+# -- 3. CNI plugins -----------------------------------------------------------------------------------
+
+
+def cni_plugins(ctx: HostContext):
+    yield Directory("/opt/cni/bin")
+    tarball = f"cni-plugins-linux-amd64-{versions.CNI_PLUGINS}.tgz"
+    directory = _artifacts(ctx, "cni", required=False)
+    if directory and (Path(directory) / tarball).exists():
+        files = verified_files(ctx.host.name, directory, [tarball], "CNI plugins tarball")
+        staged = File(f"/var/lib/vmstation/artifacts/{tarball}", files[tarball])
+        yield staged
+        yield Command(sh("tar -C /opt/cni/bin -xzf {}", staged.path), "unpack the CNI plugins into /opt/cni/bin",
+                      when_changed=(staged.label,), unless="[ -x /opt/cni/bin/bridge ] && [ -x /opt/cni/bin/portmap ]")
+        return
+    # Debian ships the reference plugins under /usr/lib/cni; kubelet and flannel look in /opt/cni/bin.
+    yield Package(("containernetworking-plugins",))
+    yield Command("for p in /usr/lib/cni/*; do ln -sfn \"$p\" /opt/cni/bin/; done",
+                  "link Debian's CNI plugins into /opt/cni/bin",
+                  unless="for p in /usr/lib/cni/*; do [ -e \"/opt/cni/bin/$(basename \"$p\")\" ] || exit 1; done")
+
+
+# -- 1b. kubeadm, kubelet, kubectl -------------------------------------------------------------------------
+
+
+def kube_binaries(ctx: HostContext):
+    if ctx.cluster.artifacts_dir:
+        yield from _kube_binaries_from_artifacts(ctx)
+    else:
+        yield from _kube_binaries_from_apt(ctx)
+    yield File("/etc/default/kubelet", ctx.render("kubernetes/kubelet.default.j2"))
+
+
+def _kube_binaries_from_apt(ctx: HostContext):
+    yield Package(("apt-transport-https", "ca-certificates", "curl", "gpg"))
+    yield Directory("/etc/apt/keyrings")
+    yield Command(sh("curl -fsSL {} | gpg --dearmor -o {}", versions.KUBERNETES_APT_REPO + "Release.key", KEYRING),
+                  "fetch the pkgs.k8s.io v1.29 signing key", creates=KEYRING)
+    yield File("/etc/apt/sources.list.d/kubernetes.list", ctx.render("kubernetes/kubernetes.list.j2"))
+    yield Package(KUBE_BINARIES, version=versions.KUBERNETES_APT_VERSION, hold=True)
+
+
+def _kube_binaries_from_artifacts(ctx: HostContext):
+    files = verified_files(ctx.host.name, _artifacts(ctx, "kubernetes"), list(KUBE_BINARIES),
+                           f"Kubernetes {versions.KUBERNETES} binaries")
+    placed = [File(f"/usr/local/bin/{name}", files[name], mode="0755") for name in KUBE_BINARIES]
+    yield from placed
+    unit = File("/etc/systemd/system/kubelet.service", ctx.render("kubernetes/kubelet.service.j2"))
+    dropin = File("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", ctx.render("kubernetes/10-kubeadm.conf.j2"))
+    yield unit
+    yield dropin
+    yield Service("kubelet", running=False, daemon_reload=True)
+
+
+# -- 4. control plane -------------------------------------------------------------------------------------
+
+
+def kubeadm_config(ctx: HostContext):
+    text = ctx.render("kubeadm/init.yaml.j2")
+    problems = check_kubeadm_config(text)
+    if problems:
+        raise InputError("templates/kubeadm/init.yaml.j2 for " + ctx.host.name + ": " + "; ".join(problems))
+    yield File("/etc/kubernetes/kubeadm-init.yaml", text, mode="0600", source="kubeadm/init.yaml.j2")
+
+
+def control_plane_init(ctx: HostContext):
+    yield Command("kubeadm init --config /etc/kubernetes/kubeadm-init.yaml --skip-token-print",
+                  "kubeadm init", creates=ADMIN_CONF)
+    yield Service("kubelet")
+    yield wait_until(f"{KUBECTL} get --raw=/readyz", "the API server to answer", timeout=300)
+
+
+# -- 5. workers ----------------------------------------------------------------------------------------------
+
+
+def worker_join(ctx: HostContext):
+    if ctx.facts.exists(KUBELET_CONF):
+        return  # joined already: nothing to ask the control plane for
+    join = PLAN_JOIN if ctx.plan else ctx.run.shared(f"join:{ctx.cluster.name}", lambda: _new_join(ctx))
+    text = ctx.render("kubeadm/join.yaml.j2", join=join)
+    problems = check_kubeadm_config(text)
+    if problems:
+        raise InputError("templates/kubeadm/join.yaml.j2 for " + ctx.host.name + ": " + "; ".join(problems))
+    config = File("/etc/kubernetes/kubeadm-join.yaml", text, mode="0600", secret=True, source="kubeadm/join.yaml.j2")
+    yield config
+    yield Command("kubeadm join --config /etc/kubernetes/kubeadm-join.yaml && rm -f /etc/kubernetes/kubeadm-join.yaml",
+                  "kubeadm join (then remove the file holding the token)", creates=KUBELET_CONF)
+    yield Service("kubelet")
+
+
+def _new_join(ctx: HostContext) -> dict:
+    """A fresh bootstrap token from the control plane: ``kubeadm token create --print-join-command``."""
+    control_plane = ctx.hosts_with_role("control-plane")[0]
+    output = ctx.run.remote(control_plane, "kubeadm token create --ttl 30m --print-join-command\n")
+    return parse_join_command(output, ctx.host.name)
+
+
+def parse_join_command(output: str, host: str) -> dict:
+    token = re.search(r"--token\s+(\S+)", output)
+    ca_hash = re.search(r"--discovery-token-ca-cert-hash\s+(sha256:[0-9a-f]{64})", output)
+    if not token or not ca_hash:
+        raise Unsupported(host, "the control plane did not print a join command (is kubeadm init done?)")
+    return {"token": token.group(1), "ca_cert_hash": ca_hash.group(1)}
+
+
+# -- 6-8. cluster workloads ----------------------------------------------------------------------------------
+
+
+def flannel(ctx: HostContext):
+    yield from _applied(ctx, "flannel", ctx.render("flannel/kube-flannel.yaml.j2"))
+
+
+def nodes_ready(ctx: HostContext):
+    expected = len(ctx.inventory.hosts_of(ctx.cluster.name))
+    ready = f"[ \"$({KUBECTL} get nodes --no-headers | awk '$2 ~ /^Ready/' | wc -l)\" -ge {expected} ]"
+    show = f"{KUBECTL} get nodes -o jsonpath=" + sh("{}", READY_COLUMNS)
+    yield wait_until(ready, f"{expected} nodes Ready", timeout=600, interval=10, show=show)
+
+
+def apps(ctx: HostContext):
+    yield Directory("/srv/monitoring_data")
+    namespaces, *others = APPS
+    yield from _applied(ctx, f"app-{namespaces}", ctx.render(f"apps/{namespaces}.yaml.j2"))
+    yield Command(_grafana_secret_script(), "create the Grafana admin Secret (random password, kept in the cluster)",
+                  unless=f"{KUBECTL} -n monitoring get secret grafana-admin")
+    for name in others:
+        yield from _applied(ctx, f"app-{name}", ctx.render(f"apps/{name}.yaml.j2"))
+
+
+def jellyfin_storage(ctx: HostContext):
+    for path in ("/var/lib/jellyfin/config", "/var/lib/jellyfin/cache"):
+        yield Directory(path)
+    if ctx.host.media_path:
+        yield Check(sh("test -d {}", ctx.host.media_path), f"media directory {ctx.host.media_path} is there")
+
+
+def kubeconfig(ctx: HostContext):
+    from vmstation.operations import Fetch
+
+    destination = ctx.run.artifacts_dir / ctx.cluster.name / "admin.conf"
+    yield Fetch(ADMIN_CONF, str(destination))
+
+
+def _applied(ctx: HostContext, name: str, manifest: str):
+    """A manifest placed on the control plane and applied server-side whenever the cluster differs from it."""
+    problems = check_manifests(manifest, kubernetes_version="1.29.0")
+    if problems:
+        raise InputError(f"manifest {name} for {ctx.host.name}: " + "; ".join(problems))
+    path = f"{MANIFEST_DIR}/{name}.yaml"
+    yield File(path, manifest, mode="0600")
+    yield Command(f"{KUBECTL} apply --server-side --force-conflicts --field-manager=vmstation -f {sh('{}', path)}",
+                  f"apply {name}", unless=f"{KUBECTL} diff --server-side --field-manager=vmstation -f {sh('{}', path)}")
+
+
+def _grafana_secret_script() -> str:
+    return (f"umask 077; d=$(mktemp -d); head -c 18 /dev/urandom | base64 > \"$d/admin-password\"; "
+            f"printf admin > \"$d/admin-user\"; {KUBECTL} -n monitoring create secret generic grafana-admin "
+            f"--from-file=\"$d/admin-user\" --from-file=\"$d/admin-password\" >/dev/null; rm -rf -- \"$d\"")
+
+
+def _artifacts(ctx: HostContext, component: str, required: bool = True) -> str | None:
+    base = ctx.cluster.artifacts_dir
+    if not base:
+        if required:
+            raise Unsupported(ctx.host.name, f"no artifacts_dir in the inventory for {component}")
+        return None
+    return str(Path(base).expanduser() / component)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+PHASES = [
+    Phase("debian.system-prep", "swap off, kernel modules, sysctls", kubeadm_hosts, system_prep),
+    Phase("debian.containerd", "containerd installed", kubeadm_hosts, containerd),
+    Phase("debian.containerd-config", "containerd config for its version", kubeadm_hosts, containerd_config,
+          needs=("debian.containerd",)),
+    Phase("debian.cni-plugins", "CNI plugins in /opt/cni/bin", kubeadm_hosts, cni_plugins),
+    Phase("debian.kube-binaries", f"kubeadm, kubelet, kubectl {versions.KUBERNETES}", kubeadm_hosts, kube_binaries),
+    Phase("debian.kubeadm-config", "kubeadm init config (v1beta3)", control_planes, kubeadm_config),
+    Phase("debian.control-plane-init", "kubeadm init", control_planes, control_plane_init,
+          needs=("debian.system-prep", "debian.containerd-config", "debian.cni-plugins", "debian.kube-binaries",
+                 "debian.kubeadm-config")),
+    Phase("debian.worker-join", "kubeadm join", workers, worker_join,
+          needs=("debian.system-prep", "debian.containerd-config", "debian.cni-plugins", "debian.kube-binaries",
+                 "debian.control-plane-init")),
+    Phase("debian.flannel", f"Flannel {versions.FLANNEL_IMAGE.rsplit(':', 1)[1]}", control_planes, flannel,
+          needs=("debian.control-plane-init",)),
+    Phase("debian.nodes-ready", "every node Ready", control_planes, nodes_ready,
+          needs=("debian.flannel", "debian.worker-join")),
+    Phase("debian.jellyfin-storage", "Jellyfin config and cache directories", hosts_with_role("kubeadm", "jellyfin"),
+          jellyfin_storage),
+    Phase("debian.apps", "monitoring, logging, Jellyfin", control_planes, apps,
+          needs=("debian.nodes-ready", "debian.jellyfin-storage")),
+    Phase("debian.kubeconfig", "admin kubeconfig fetched (0600)", control_planes, kubeconfig,
+          needs=("debian.control-plane-init",)),
+]
+
+TARGETS = [
+    Target("deploy-debian", "the Debian kubeadm cluster with its apps",
+           ("debian.apps", "debian.kubeconfig", "debian.power")),
+]
