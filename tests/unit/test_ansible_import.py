@@ -1,0 +1,111 @@
+"""The older system's Ansible hosts.yml -> hosts.toml text that loads as the homelab."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import homelab_inventory
+from vmstation.ansible_import import import_hosts_yml
+from vmstation.errors import InventoryError
+from vmstation.inventory import load_text
+
+FIXTURE = Path(__file__).parent / "data" / "hosts.yml"
+
+
+def variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = FIXTURE.read_text()
+    assert text.count(old) == 1, old
+    path = tmp_path / "hosts.yml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_the_old_inventory_imports_as_the_homelab():
+    text = import_hosts_yml(FIXTURE)
+    inventory = load_text(text, "hosts.toml")
+    assert inventory == dataclasses.replace(homelab_inventory(), path="hosts.toml")
+
+
+def test_unused_variables_and_disabled_host_key_checks_are_reported():
+    header = [line for line in import_hosts_yml(FIXTURE).splitlines() if line.startswith("#")]
+    assert any("Not imported" in line and "node_labels" in line and "ansible_connection" in line for line in header)
+    assert any("vmstation checks them" in line for line in header)
+
+
+def test_mac_pasted_from_ip_link_is_an_error_naming_host_and_key(tmp_path):
+    path = variant(tmp_path, "wol_mac: '00-e0-4c-68-cb-bf'", "wol_mac: '00:e0:4c:68:cb:bf brd ff:ff:ff:ff:ff:ff'")
+    with pytest.raises(InventoryError) as caught:
+        import_hosts_yml(path)
+    assert str(caught.value) == (
+        f"{path}: host 'storagenodet3500': key 'wol_mac': '00:e0:4c:68:cb:bf brd ff:ff:ff:ff:ff:ff' has text "
+        "after the MAC address (pasted from `ip link`?); use '00:e0:4c:68:cb:bf'")
+
+
+def test_a_literal_sudo_password_is_never_copied(tmp_path):
+    path = variant(tmp_path, 'ansible_become_pass: "{{ homelab_become_password }}"',
+                   "ansible_become_pass: Hunter2-literal")
+    text = import_hosts_yml(path)
+    assert "Hunter2-literal" not in text
+    assert 'become_password = "vault:homelab_become_password"' in text
+    assert ("# Before use: host 'homelab' had a literal password in hosts.yml (not copied): add it to the vault "
+            "as 'homelab_become_password'") in text
+
+
+def test_an_inline_vault_value_becomes_a_reference(tmp_path):
+    path = variant(tmp_path, 'ansible_become_pass: "{{ homelab_become_password }}"',
+                   "ansible_become_pass: !vault |\n"
+                   "        $ANSIBLE_VAULT;1.1;AES256\n"
+                   "        6162636465")
+    text = import_hosts_yml(path)
+    assert "had an inline !vault value" in text and "$ANSIBLE_VAULT" not in text
+    assert load_text(text, "h.toml").host("homelab").become_password == "vault:homelab_become_password"
+
+
+def test_a_non_root_user_without_sudo_password_gets_passwordless_sudo(tmp_path):
+    path = variant(tmp_path, '      ansible_become_pass: "{{ homelab_become_password }}"\n', "")
+    host = load_text(import_hosts_yml(path), "h.toml").host("homelab")
+    assert host.passwordless_sudo and host.become_password is None
+
+
+def test_a_host_in_no_known_group_is_an_error(tmp_path):
+    path = variant(tmp_path, "# Group variables for all nodes\n",
+                   "backup_nodes:\n  hosts:\n    nas:\n      ansible_host: 192.168.4.70\n\n")
+    with pytest.raises(InventoryError) as caught:
+        import_hosts_yml(path)
+    assert str(caught.value) == (f"{path}: host 'nas': in none of the groups monitoring_nodes, storage_nodes, "
+                                 "compute_nodes: vmstation cannot tell its role")
+
+
+def test_a_host_without_address_is_an_error(tmp_path):
+    path = variant(tmp_path, "      ansible_host: 192.168.4.62\n", "")
+    with pytest.raises(InventoryError) as caught:
+        import_hosts_yml(path)
+    assert str(caught.value) == (f"{path}: host 'homelab': key 'ansible_host': missing (vmstation needs the "
+                                 "host's IP address)")
+
+
+def test_a_templated_address_is_an_error(tmp_path):
+    path = variant(tmp_path, "ansible_host: 192.168.4.62", 'ansible_host: "{{ homelab_ip }}"')
+    with pytest.raises(InventoryError, match="host 'homelab': key 'ansible_host': is encrypted or a Jinja template"):
+        import_hosts_yml(path)
+
+
+def test_a_host_in_both_clusters_is_an_error(tmp_path):
+    path = variant(tmp_path, "compute_nodes:\n  hosts:\n",
+                   "compute_nodes:\n  hosts:\n    storagenodet3500:\n")
+    with pytest.raises(InventoryError, match=r"host 'storagenodet3500': is in groups of two clusters \(debian, rke2\)"):
+        import_hosts_yml(path)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = variant(tmp_path, "    cni_plugin: flannel\n", "    cni_plugin: [flannel\n")
+    with pytest.raises(InventoryError, match=r"hosts.yml: line \d+: YAML syntax: "):
+        import_hosts_yml(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InventoryError, match=r"nope.yml: file not found$"):
+        import_hosts_yml(tmp_path / "nope.yml")

@@ -1,0 +1,303 @@
+"""Import the older system's Ansible inventory (``hosts.yml``) as hosts.toml text.
+
+Groups give the cluster and the roles:
+
+    monitoring_nodes   kubeadm cluster "debian", role control-plane, always on (it sends the wake packets)
+    storage_nodes      kubeadm cluster "debian", roles worker and jellyfin
+    compute_nodes      rke2 cluster "rke2", role server
+
+Host variables: ansible_host -> address, ansible_user -> ssh_user, ansible_port -> ssh_port,
+ansible_ssh_private_key_file -> ssh_key, wol_mac (or mac_address) -> mac, flannel_interface
+(or flannel_iface) -> interface, os_family -> os_family, ansible_become_pass(word) -> become_password:
+``"{{ NAME }}"`` becomes ``"vault:NAME"``; a literal or inline ``!vault`` password is never copied:
+it becomes a reference named after the host, and a comment says which name to add to the vault.
+Group variables (``all.vars``, ``GROUP.vars``): pod_network_cidr, service_network_cidr,
+control_plane_endpoint, cri_socket, kubernetes_version, rke2_version, media_storage_path (or
+jellyfin_media_path), wol_broadcast. Anything else is listed in a comment as not imported.
+
+The result is checked with ``vmstation.inventory.load_text`` before it is returned; bad input
+(a MAC pasted with ``brd ff:...`` after it) is an InventoryError naming hosts.yml, the host and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmstation import versions
+from vmstation.errors import InventoryError
+from vmstation.inventory import load_text, parse_mac
+
+GROUPS = {  # old group -> (cluster, kind, roles)
+    "monitoring_nodes": ("debian", "kubeadm", ("control-plane",)),
+    "storage_nodes": ("debian", "kubeadm", ("worker", "jellyfin")),
+    "compute_nodes": ("rke2", "rke2", ("server",)),
+}
+JELLYFIN_NODEPORT = 30096           # the NodePort the older system served Jellyfin on
+_HOST_VARS = {
+    "address": ("ansible_host",), "ssh_user": ("ansible_user", "ansible_ssh_user"),
+    "ssh_port": ("ansible_port", "ansible_ssh_port"),
+    "ssh_key": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
+    "mac": ("wol_mac", "mac_address"), "interface": ("flannel_interface", "flannel_iface"),
+    "os_family": ("os_family",), "media_path": ("media_storage_path", "jellyfin_media_path"),
+    "become_password": ("ansible_become_pass", "ansible_become_password"),
+}
+_CLUSTER_VARS = {"pod_cidr": "pod_network_cidr", "service_cidr": "service_network_cidr",
+                 "api_endpoint": "control_plane_endpoint", "cri_socket": "cri_socket"}
+_UNDERSTOOD = {name for names in _HOST_VARS.values() for name in names} | set(_CLUSTER_VARS.values()) | {
+    "kubernetes_version", "rke2_version", "wol_broadcast", "ansible_become"}
+_TEMPLATE_REFERENCE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_OS_FAMILIES = {"redhat": "rhel", "rhel": "rhel", "debian": "debian"}
+
+
+class _InlineVault:
+    """An ``!vault |`` value in the YAML: encrypted, never copied."""
+
+
+@dataclass
+class _Group:
+    hosts: dict[str, dict] = field(default_factory=dict)
+    vars: dict = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)
+
+
+def import_hosts_yml(path: str | Path) -> str:
+    """Read the older system's ``hosts.yml`` and return the equivalent, checked hosts.toml text."""
+    source = str(path)
+    groups = _read_groups(source)
+    members = {name: _members(groups, name) for name in GROUPS}
+    notes = _host_key_notes(groups)
+    hosts = [_host(source, name, _effective_vars(groups, name), notes)
+             for name in _ordered_hosts(source, groups, members)]
+    for host in hosts:
+        _place(source, host, members)
+    text = _render(source, groups.get("all", _Group()).vars, hosts, notes)
+    load_text(text, source)
+    return text
+
+
+# --- reading the YAML inventory ------------------------------------------------
+
+
+def _read_groups(source: str) -> dict[str, _Group]:
+    import yaml
+
+    loader = type("_AnsibleLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!vault", lambda _loader, _node: _InlineVault())
+    loader.add_constructor("!unsafe", lambda loader_, node: loader_.construct_scalar(node))
+    try:
+        with open(source, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=loader)      # a SafeLoader plus the !vault tag
+    except FileNotFoundError:
+        raise InventoryError(source, "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise InventoryError(source, f"{where}YAML syntax: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise InventoryError(source, "not an Ansible YAML inventory (expected groups at the top level)")
+    groups: dict[str, _Group] = {}
+    for name, node in data.items():
+        _add_group(source, groups, str(name), node)
+    return groups
+
+
+def _add_group(source: str, groups: dict[str, _Group], name: str, node) -> None:
+    group = groups.setdefault(name, _Group())
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise InventoryError(source, f"group {name!r} must be a mapping of hosts/vars/children")
+    for host, host_vars in (node.get("hosts") or {}).items():
+        group.hosts.setdefault(str(host), {}).update(host_vars or {})
+    group.vars.update(node.get("vars") or {})
+    for child, child_node in (node.get("children") or {}).items():
+        group.children.append(str(child))
+        _add_group(source, groups, str(child), child_node)
+
+
+def _members(groups: dict[str, _Group], name: str, seen: frozenset = frozenset()) -> list[str]:
+    group = groups.get(name)
+    if group is None or name in seen:
+        return []
+    found = list(group.hosts)
+    for child in group.children:
+        found += [h for h in _members(groups, child, seen | {name}) if h not in found]
+    return found
+
+
+def _ordered_hosts(source: str, groups: dict[str, _Group], members: dict[str, list[str]]) -> list[str]:
+    ordered = [h for name in GROUPS for h in members[name]]
+    ordered = list(dict.fromkeys(ordered))
+    every = {h for group in groups.values() for h in group.hosts}
+    for host in sorted(every - set(ordered)):
+        raise InventoryError(source, f"in none of the groups {', '.join(GROUPS)}: vmstation cannot tell its role",
+                             host=host)
+    return ordered
+
+
+def _host_key_notes(groups: dict[str, _Group]) -> list[str]:
+    args = " ".join(str(v) for g in groups.values() for k, v in g.vars.items() if k.endswith("ssh_common_args"))
+    if "StrictHostKeyChecking=no" not in args:
+        return []
+    return ["hosts.yml turned host key checks off; vmstation checks them: put each host's key in known_hosts"]
+
+
+def _effective_vars(groups: dict[str, _Group], host: str) -> dict:
+    """Ansible's order, simplified: all.vars, then the vars of each group that holds the host, then host vars."""
+    merged = dict(groups["all"].vars) if "all" in groups else {}
+    for name, group in groups.items():
+        if name != "all" and host in _members(groups, name):
+            merged.update(group.vars)
+    for group in groups.values():
+        merged.update(group.hosts.get(host, {}))
+    return merged
+
+
+# --- one host -----------------------------------------------------------------------
+
+
+@dataclass
+class _Host:
+    name: str
+    values: dict                     # hosts.toml keys -> values
+    ignored: list[str]
+    cluster: str = ""
+    roles: tuple[str, ...] = ()
+    comment: str = ""
+
+
+def _host(source: str, name: str, host_vars: dict, notes: list[str]) -> _Host:
+    values: dict = {}
+    for key, names in _HOST_VARS.items():
+        found = next((n for n in names if n in host_vars), None)
+        if found is not None:
+            values[key] = _host_value(source, name, key, found, host_vars[found], notes)
+    if "address" not in values:
+        raise InventoryError(source, "missing (vmstation needs the host's IP address)", host=name,
+                             key="ansible_host")
+    ignored = sorted(k for k in host_vars if k not in _UNDERSTOOD and not _is_group_var(k))
+    return _Host(name=name, values=values, ignored=ignored)
+
+
+def _host_value(source: str, host: str, key: str, var: str, value, notes: list[str]):
+    if key == "become_password":
+        return _secret_reference(host, value, notes)
+    if isinstance(value, _InlineVault) or (isinstance(value, str) and "{{" in value):
+        raise InventoryError(source, "is encrypted or a Jinja template; write the value itself", host=host, key=var)
+    if key == "mac":
+        try:
+            return parse_mac(str(value))
+        except ValueError as exc:
+            raise InventoryError(source, str(exc), host=host, key=var) from None
+    if key == "os_family":
+        return _OS_FAMILIES.get(str(value).lower())
+    return value
+
+
+def _secret_reference(host: str, value, notes: list[str]) -> str:
+    match = _TEMPLATE_REFERENCE.match(value) if isinstance(value, str) else None
+    if match:
+        return f"vault:{match[1]}"
+    name = re.sub(r"\W", "_", host) + "_become_password"
+    kind = "an inline !vault value" if isinstance(value, _InlineVault) else "a literal password"
+    notes.append(f"host {host!r} had {kind} in hosts.yml (not copied): add it to the vault as {name!r}")
+    return f"vault:{name}"
+
+
+def _is_group_var(name: str) -> bool:
+    return name in _CLUSTER_VARS.values() or name in ("kubernetes_version", "rke2_version", "wol_broadcast")
+
+
+def _place(source: str, host: _Host, members: dict[str, list[str]]) -> None:
+    """Cluster and roles from the old groups; a host may be in several groups of one cluster."""
+    for group, (cluster, _kind, roles) in GROUPS.items():
+        if host.name not in members[group]:
+            continue
+        if host.cluster and host.cluster != cluster:
+            raise InventoryError(source, f"is in groups of two clusters ({host.cluster}, {cluster})", host=host.name)
+        host.cluster = cluster
+        host.roles += tuple(r for r in roles if r not in host.roles)
+    if "worker" in host.roles and "control-plane" in host.roles:
+        host.roles = tuple(r for r in host.roles if r != "worker")
+    if "jellyfin" not in host.roles:
+        host.values.pop("media_path", None)
+    if host.values.get("ssh_user", "root") != "root" and "become_password" not in host.values:
+        host.values["passwordless_sudo"] = True
+        host.comment = "the old inventory gave no sudo password: NOPASSWD sudo assumed"
+
+
+# --- writing hosts.toml --------------------------------------------------------------
+
+
+def _render(source: str, all_vars: dict, hosts: list[_Host], notes: list[str]) -> str:
+    lines = [f"# Imported from {source} by vmstation (ansible_import); check it, then keep it as hosts.toml."]
+    ignored = sorted({k for h in hosts for k in h.ignored})
+    if ignored:
+        lines.append(f"# Not imported (no meaning for vmstation): {', '.join(ignored)}")
+    lines += [f"# Before use: {note}" for note in notes]
+    lines += ["", 'vault = "secrets.vault"', ""]
+    lines += _defaults(hosts)
+    lines += _power(all_vars, hosts)
+    for cluster in dict.fromkeys(h.cluster for h in hosts):
+        lines += _cluster(cluster, all_vars, [h for h in hosts if h.cluster == cluster])
+    for host in hosts:
+        lines += _host_table(host)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _defaults(hosts: list[_Host]) -> list[str]:
+    keys = {h.values.get("ssh_key") for h in hosts}
+    if len(keys) != 1 or None in keys:
+        return []
+    for host in hosts:
+        host.values.pop("ssh_key")
+    return ["[defaults]", f"ssh_key = {_toml(keys.pop())}", ""]
+
+
+def _power(all_vars: dict, hosts: list[_Host]) -> list[str]:
+    lines = ["[power]"]
+    if "wol_broadcast" in all_vars:
+        lines.append(f"wol_broadcast = {_toml(all_vars['wol_broadcast'])}")
+    jellyfin = next((h for h in hosts if "jellyfin" in h.roles), None)
+    if jellyfin is not None:
+        url = f"http://{jellyfin.values['address']}:{JELLYFIN_NODEPORT}"
+        lines.append(f"jellyfin_url = {_toml(url)}")
+        lines.append('jellyfin_api_key = "vault:jellyfin_api_key"   # Jellyfin dashboard -> API keys')
+    return lines + [""] if len(lines) > 1 else []
+
+
+def _cluster(name: str, all_vars: dict, hosts: list[_Host]) -> list[str]:
+    kind = next(kind for cluster, kind, _ in GROUPS.values() if cluster == name)
+    lines = [f"[clusters.{name}]", f'kind = "{kind}"', f"version = {_toml(_version(kind, all_vars))}"]
+    if kind == "kubeadm":
+        lines += [f"{key} = {_toml(all_vars[var])}" for key, var in _CLUSTER_VARS.items() if var in all_vars]
+    else:
+        server = next(h for h in hosts if "server" in h.roles)
+        lines.append(f"api_endpoint = {_toml(str(server.values['address']) + ':6443')}")
+    return lines + [""]
+
+
+def _version(kind: str, all_vars: dict) -> str:
+    if kind == "rke2":
+        return str(all_vars.get("rke2_version", versions.RKE2))
+    wanted = str(all_vars.get("kubernetes_version", versions.KUBERNETES)).removeprefix("v")
+    return versions.KUBERNETES if versions.KUBERNETES.startswith(wanted + ".") else wanted
+
+
+def _host_table(host: _Host) -> list[str]:
+    comment = f"   # {host.comment}" if host.comment else ""
+    lines = [f"[hosts.{host.name}]{comment}", f"address = {_toml(host.values.pop('address'))}",
+             f'cluster = "{host.cluster}"', f"roles = {_toml(list(host.roles))}"]
+    if "control-plane" in host.roles:
+        lines.append("always_on = true")
+    lines += [f"{key} = {_toml(value)}" for key, value in host.values.items()
+              if value is not None and not (key == "ssh_user" and value == "root")]
+    return lines + [""]
+
+
+def _toml(value) -> str:
+    """A TOML value: JSON's strings, numbers, booleans and arrays are valid TOML."""
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,273 @@
+"""Secrets: ``vault:NAME`` references in the inventory, values in one Ansible Vault file.
+
+The vault file (``vault = "secrets.vault"`` in hosts.toml) holds ``name: value``
+pairs as YAML, like the older system's group_vars, or as TOML. It is unlocked at
+most once per run and only when a reference is first resolved, so commands that
+need no secret never ask for a password. The password comes from, in order: a
+password file, the environment variable ``VMSTATION_VAULT_PASSWORD``, an
+interactive prompt (only at a terminal).
+
+A value is handed out as a ``Secret`` whose str/repr/format are ``***``;
+``reveal()`` is the one way to the value, used where it is written to sudo's
+stdin. ``redact`` is the choke point that logging passes text through.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import hmac
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+
+from vmstation import vault
+from vmstation.errors import SecretError
+from vmstation.inventory import SECRET_REFERENCE, Inventory
+
+MASK = "***"
+PASSWORD_ENV = "VMSTATION_VAULT_PASSWORD"
+
+
+class Secret:
+    """A secret value that prints as ``***`` everywhere; ``reveal()`` returns it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return MASK
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class SecretStore:
+    """Resolves ``vault:NAME`` references of one inventory; the vault is opened on first use."""
+
+    def __init__(self, vault_path: Path | None, inventory_path: str, password_file: str | Path | None,
+                 env: str, prompt: bool):
+        self.vault_path, self.inventory_path = vault_path, inventory_path
+        self._password_args = (password_file, env, prompt)
+        self._secrets: dict[str, Secret] | None = None
+        self._lock = threading.Lock()      # hosts run in parallel: one unlock, one prompt
+
+    @classmethod
+    def open(cls, inventory: Inventory, password_file: str | Path | None = None, env: str = PASSWORD_ENV,
+             prompt: bool = True) -> SecretStore:
+        """A store for ``inventory``'s vault. Nothing is read yet."""
+        return cls(inventory.vault_path, inventory.path, password_file, env, prompt)
+
+    def resolve(self, reference: str) -> Secret:
+        """``vault:NAME`` -> the Secret; SecretError naming the reference and the vault file."""
+        match = SECRET_REFERENCE.match(reference) if isinstance(reference, str) else None
+        if match is None:
+            raise SecretError("not a secret reference like 'vault:NAME' (value not shown)")
+        name = match[1]
+        secrets = self._unlocked(reference)
+        if name not in secrets:
+            close = difflib.get_close_matches(name, list(secrets), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SecretError(f"{self.vault_path}: no secret named {name!r} for reference {reference!r} "
+                              f"in {self.inventory_path}{hint}")
+        return secrets[name]
+
+    def known(self) -> tuple[Secret, ...]:
+        """Every value of the vault once it is unlocked (nothing before): what logging must redact."""
+        return tuple(self._secrets.values()) if self._secrets else ()
+
+    def _unlocked(self, reference: str) -> dict[str, Secret]:
+        with self._lock:
+            if self._secrets is None:
+                self._secrets = self._unlock(reference)
+            return self._secrets
+
+    def _unlock(self, reference: str) -> dict[str, Secret]:
+        if self.vault_path is None:
+            raise SecretError(f"{self.inventory_path}: {reference!r} needs a vault file; "
+                              'set vault = "secrets.vault" at the top')
+        ciphertext = _read_vault_file(self.vault_path)
+        password = read_vault_password(*self._password_args, vault_path=self.vault_path)
+        try:
+            plaintext = vault.decrypt(ciphertext, password)
+        except SecretError as exc:
+            raise SecretError(f"{self.vault_path}: {exc}") from None
+        return parse_secrets(plaintext, str(self.vault_path))
+
+
+def read_vault_password(password_file: str | Path | None = None, env: str = PASSWORD_ENV, prompt: bool = True,
+                        vault_path: Path | str = "the vault") -> Secret:
+    """The vault password from the first source that has one: file, environment, terminal prompt."""
+    if password_file is not None:
+        return _password_from_file(Path(password_file).expanduser())
+    if os.environ.get(env):
+        return Secret(os.environ[env])
+    if prompt and sys.stdin is not None and sys.stdin.isatty():
+        return Secret(getpass.getpass(f"Vault password for {vault_path}: "))
+    raise SecretError(f"{vault_path}: no vault password: give a password file (--vault-password-file), "
+                      f"set {env}, or run at a terminal")
+
+
+def parse_secrets(plaintext: bytes, where: str) -> dict[str, Secret]:
+    """Decrypted vault content (TOML, else YAML) -> name -> Secret. Errors never quote the content."""
+    try:
+        text = plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"{where}: decrypted content is not UTF-8 text") from None
+    try:
+        pairs = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        pairs = _yaml_pairs(text, where)
+    for name, value in pairs.items():
+        if not isinstance(value, str):
+            raise SecretError(f"{where}: secret {name!r} is not a string; quote its value")
+    return {str(name): Secret(value) for name, value in pairs.items()}
+
+
+def redact(text: str, secrets: Iterable[Secret | str]) -> str:
+    """``text`` with every known secret value replaced by ``***`` (longest first, so none leaks in part)."""
+    values = {s.reveal() if isinstance(s, Secret) else s for s in secrets} - {""}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+# --- the vault file, for the CLI ----------------------------------------------
+
+
+def vault_encrypt(path: str | Path, password) -> None:
+    """Encrypt a plaintext secrets file in place (atomically)."""
+    path = Path(path)
+    plaintext = _read_file(path)
+    if vault.is_encrypted(plaintext):
+        raise SecretError(f"{path}: already encrypted")
+    _write_atomically(path, vault.encrypt(plaintext, password))
+
+
+def vault_view(path: str | Path, password) -> str:
+    """The decrypted text of a vault file."""
+    path = Path(path)
+    try:
+        return vault.decrypt(_read_vault_file(path), password).decode("utf-8")
+    except SecretError as exc:
+        raise SecretError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{path}: decrypted content is not UTF-8 text") from None
+
+
+def vault_edit(path: str | Path, password, editor: str | None = None) -> bool:
+    """Decrypt to a private 0600 file, run the editor, re-encrypt atomically; False when nothing changed.
+
+    A missing vault file starts empty. The plaintext lives in a 0700 directory
+    (in RAM under /dev/shm where there is one) that is removed afterwards with
+    anything the editor left there (swap and backup files).
+    """
+    path = Path(path)
+    original = vault_view(path, password) if path.exists() else ""
+    command = shlex.split(editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    with tempfile.TemporaryDirectory(prefix="vmstation-vault-", dir=_memory_dir()) as private:
+        plain = Path(private) / path.name
+        descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(original)
+        _run_editor(command, plain, path)
+        edited = plain.read_text(encoding="utf-8")
+    if path.exists() and edited == original:
+        return False
+    _write_atomically(path, vault.encrypt(edited.encode("utf-8"), password))
+    return True
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _read_vault_file(path: Path) -> bytes:
+    if not path.exists():
+        raise SecretError(f"{path}: vault file does not exist (create it with `vmstation vault edit`)")
+    data = _read_file(path)
+    if not vault.is_encrypted(data):
+        raise SecretError(f"{path}: not encrypted; a vault file must be (`vmstation vault encrypt`)")
+    return data
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SecretError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _password_from_file(path: Path) -> Secret:
+    password = _read_file(path).strip()       # like ansible-vault: surrounding whitespace is not the password
+    if not password:
+        raise SecretError(f"vault password file {path} is empty")
+    return Secret(password.decode("utf-8", "surrogateescape"))
+
+
+def _yaml_pairs(text: str, where: str) -> dict:
+    import yaml
+
+    try:
+        pairs = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (YAML error at line {mark.line + 1})" if mark is not None else ""
+        raise SecretError(f"{where}: decrypted content is neither TOML nor YAML name: value pairs{line}") from None
+    if pairs is None:
+        return {}
+    if not isinstance(pairs, dict):
+        raise SecretError(f"{where}: decrypted content is not name: value pairs")
+    return pairs
+
+
+def _run_editor(command: list[str], plain: Path, path: Path) -> None:
+    try:
+        result = subprocess.run([*command, str(plain)], check=False)
+    except FileNotFoundError:
+        raise SecretError(f"editor {command[0]!r} not found (set VISUAL or EDITOR)") from None
+    if result.returncode != 0:
+        raise SecretError(f"editor exited with status {result.returncode}; {path} is unchanged")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file beside ``path`` and rename it over: readers see old or new, never half."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _memory_dir() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
