@@ -271,11 +271,10 @@ def vault_view(path, vault_password_file):
 @reports_input_errors
 def vault_edit(path, vault_password_file):
     """Decrypt PATH to a private temp file, open $EDITOR, re-encrypt it."""
-    import os
 
     from vmstation.secrets import vault_edit as edit
 
-    edit(path, _vault_password(vault_password_file), os.environ.get("EDITOR", "vi"))
+    edit(path, _vault_password(vault_password_file))
 
 
 @main.group()

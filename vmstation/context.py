@@ -39,6 +39,14 @@ class RunContext:
                 self.values[key] = produce()
             return self.values[key]
 
+    def redact(self, text: str) -> str:
+        """``text`` with every secret unlocked in this run masked: the one choke point before output."""
+        if self.secrets is None or not text:
+            return text
+        from vmstation.secrets import redact
+
+        return redact(text, self.secrets.known())
+
     def secret(self, reference: str):
         if self.secrets is None:
             from vmstation.errors import SecretError

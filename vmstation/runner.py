@@ -96,9 +96,9 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
                     else:
                         work[host.name] = executor.submit(_run_one, phase, host, run_ctx, pool, notify)
                         continue
-                    _record(outcome, status, result, journal, notify)
+                    _record(outcome, status, result, journal, notify, run_ctx)
                 for name in sorted(work, key=[h.name for h in hosts].index):
-                    _record(work[name].result(), status, result, journal, notify)
+                    _record(work[name].result(), status, result, journal, notify, run_ctx)
     finally:
         pool.close_all()
         result.seconds = time.monotonic() - started
@@ -119,7 +119,9 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
     return outcome
 
 
-def _record(outcome: PhaseOutcome, status, result: RunResult, journal: Journal, notify: Listener) -> None:
+def _record(outcome: PhaseOutcome, status, result: RunResult, journal: Journal, notify: Listener,
+            run_ctx: RunContext) -> None:
+    outcome.message = run_ctx.redact(outcome.message)
     status[(outcome.phase, outcome.host)] = outcome.status
     result.outcomes.append(outcome)
     journal.record(outcome)
