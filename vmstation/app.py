@@ -50,8 +50,8 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     from vmstation.transport import SshOptions
 
     inventory = load_inventory(session)
-    graph = build_graph()
     _check_limit(inventory, limit)
+    graph = build_graph()
     secrets = open_secrets(session, inventory)
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")

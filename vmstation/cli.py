@@ -270,8 +270,7 @@ def vault_view(path, vault_password_file):
 @click.option("--vault-password-file", metavar="PATH", envvar="VMSTATION_VAULT_PASSWORD_FILE")
 @reports_input_errors
 def vault_edit(path, vault_password_file):
-    """Decrypt PATH to a private temp file, open $EDITOR, re-encrypt it."""
-
+    """Decrypt PATH to a private temp file, open $VISUAL or $EDITOR, re-encrypt it."""
     from vmstation.secrets import vault_edit as edit
 
     edit(path, _vault_password(vault_password_file))

@@ -10,6 +10,7 @@ Two kinds, both one command each:
 
 from __future__ import annotations
 
+import re
 import secrets as _random
 from dataclasses import dataclass, field
 
@@ -31,16 +32,16 @@ def probe_script(probes: list[str], token: str) -> str:
 
 
 def split_sections(output: str, token: str, count: int) -> list[str]:
-    """The answers of ``probe_script``'s probes (or a step's output), in order."""
+    """The answers of ``probe_script``'s probes (or a step's output), in order.
+
+    A marker is found anywhere in a line, not only at its start: a probe whose
+    answer has no final newline puts the next marker at the end of its last line.
+    """
     sections = [""] * count
-    current = None
-    prefix = f"{MARKER}-{token} "
-    for line in output.splitlines(keepends=True):
-        if line.startswith(prefix):
-            current = int(line[len(prefix):])
-            continue
-        if current is not None and current < count:
-            sections[current] += line
+    pieces = re.split(rf"{re.escape(MARKER)}-{re.escape(token)} (\d+)\n", output)
+    for index, text in zip(pieces[1::2], pieces[2::2]):
+        if int(index) < count:
+            sections[int(index)] += text
     return sections
 
 
