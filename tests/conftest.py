@@ -47,7 +47,10 @@ def boxes() -> Iterator[object]:
     _skip_unless_root()
     from vmstation.testing.boxes import BoxSet
 
-    with BoxSet(names=BOX_NAMES, prefix="vmsb", subnet="10.77.2.0/24", bridge="vmsb0") as box_set:
+    # Overridable so that two suites can run side by side on one machine without sharing boxes.
+    prefix = os.environ.get("VMSTATION_BOX_PREFIX", "vmsb")
+    subnet = os.environ.get("VMSTATION_BOX_SUBNET", "10.77.2.0/24")
+    with BoxSet(names=BOX_NAMES, prefix=prefix, subnet=subnet, bridge=f"{prefix}0") as box_set:
         yield box_set
 
 

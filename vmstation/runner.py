@@ -61,10 +61,15 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 something failed, 3 stopped where this machine cannot go on (unsupported)."""
-        if self.failed:
+        """0 all done, 1 something failed, 3 stopped where this machine cannot go on (unsupported).
+
+        Phases blocked only because a need could not run here are part of that stop, not failures.
+        """
+        if any(o.status == "failed" for o in self.outcomes):
             return 1
-        return 3 if self.unsupported else 0
+        if self.unsupported:
+            return 3
+        return 1 if self.failed else 0
 
 
 Listener = Callable[[str, dict], None]
@@ -88,7 +93,7 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
                 notify("phase", {"phase": phase.name, "title": phase.title, "hosts": [h.name for h in hosts]})
                 work = {}
                 for host in hosts:
-                    reason = _blocked_by(phase, host, graph, status)
+                    reason = _blocked_by(phase, host, status, options.plan)
                     if reason:
                         outcome = PhaseOutcome(phase.name, host.name, "blocked", message=reason)
                     elif (phase.name, host.name) in finished and not phase.volatile:
@@ -134,9 +139,12 @@ def _selected(phase: Phase, run_ctx: RunContext, limit: Iterable[str]) -> list[H
     return [h for h in hosts if not limit or h.name in limit]
 
 
-def _blocked_by(phase: Phase, host: Host, graph: Graph, status: dict[tuple[str, str], str]) -> str:
-    """Why ``host`` cannot run ``phase``: a need that did not succeed on it, or on the hosts it ran on."""
-    bad = {"failed", "blocked", "unsupported"}
+def _blocked_by(phase: Phase, host: Host, status: dict[tuple[str, str], str], plan: bool) -> str:
+    """Why ``host`` cannot run ``phase``: a need that did not succeed on it, or on the hosts it ran on.
+
+    A plan goes on past what cannot run on this machine, so that it shows every phase.
+    """
+    bad = {"failed", "blocked"} if plan else {"failed", "blocked", "unsupported"}
     for need in phase.needs:
         own = status.get((need, host.name))
         if own in bad:

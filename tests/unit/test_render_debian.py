@@ -33,6 +33,7 @@ TEMPLATES = {
     "system/50-vmstation-wol.link.j2": ("storagenodet3500", {}),
     "system/90vmstation-proxy.j2": ("proxied", {}),
     "containerd/config.toml.j2": ("masternode", {"containerd_config_version": 2}),
+    "containerd/containerd.service.j2": ("masternode", {}),
     "kubernetes/kubernetes.list.j2": ("masternode", {}),
     "kubernetes/kubelet.default.j2": ("storagenodet3500", {}),
     "kubernetes/kubelet.service.j2": ("storagenodet3500", {}),

@@ -188,10 +188,15 @@ def _kube_binaries_from_apt(ctx: HostContext):
 
 
 def _kube_binaries_from_artifacts(ctx: HostContext):
-    files = verified_files(ctx.host.name, _artifacts(ctx, "kubernetes"), list(KUBE_BINARIES),
-                           f"Kubernetes {versions.KUBERNETES} binaries")
-    placed = [File(f"/usr/local/bin/{name}", files[name], mode="0755") for name in KUBE_BINARIES]
-    yield from placed
+    try:
+        files = verified_files(ctx.host.name, _artifacts(ctx, "kubernetes"), list(KUBE_BINARIES),
+                               f"Kubernetes {versions.KUBERNETES} binaries")
+    except Unsupported as exc:
+        if not ctx.plan:
+            raise
+        yield Notice(f"cannot run here: {exc.message}")   # the plan goes on to show the later phases
+    else:
+        yield from (File(f"/usr/local/bin/{name}", files[name], mode="0755") for name in KUBE_BINARIES)
     unit = File("/etc/systemd/system/kubelet.service", ctx.render("kubernetes/kubelet.service.j2"))
     dropin = File("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", ctx.render("kubernetes/10-kubeadm.conf.j2"))
     yield unit

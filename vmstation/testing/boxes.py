@@ -142,15 +142,26 @@ class BoxSet:
         return found
 
     def write_inventory(self, path: Path, roles: dict[str, tuple[str, ...]] | None = None,
-                        clusters: dict[str, str] | None = None) -> Path:
-        """Write a hosts.toml for the boxes: by default the homelab's roles and clusters, root by key."""
+                        clusters: dict[str, str] | None = None, host_extra: dict[str, dict] | None = None,
+                        cluster_extra: dict[str, dict] | None = None, vault: Path | None = None,
+                        power: dict | None = None) -> Path:
+        """Write a hosts.toml for the boxes: by default the homelab's roles and clusters, root by key.
+
+        ``host_extra`` adds or overrides Host keys per box (ssh_user, become_password, always_on, ...).
+        """
         roles = roles or HOMELAB_ROLES
         clusters = clusters or {"homelab": "rke2"}
-        entries = [InventoryHost(name=b.name, address=b.address, port=b.port, mac=b.mac,
-                                 roles=roles.get(b.name, ("worker",)), cluster=clusters.get(b.name, "debian"),
-                                 apt_proxy=self.apt_proxy_url)
-                   for b in self.boxes.values()]
-        return write_inventory(path, entries, client_key=self.client_key, known_hosts=self.known_hosts)
+        host_extra = host_extra or {}
+        entries = []
+        for b in self.boxes.values():
+            extra = dict(host_extra.get(b.name, {}))
+            entries.append(InventoryHost(
+                name=b.name, address=b.address, port=b.port, mac=b.mac, roles=roles.get(b.name, ("worker",)),
+                cluster=clusters.get(b.name, "debian"), apt_proxy=self.apt_proxy_url,
+                ssh_user=extra.pop("ssh_user", "root"), become_password=extra.pop("become_password", None),
+                extra=tuple(extra.items())))
+        return write_inventory(path, entries, client_key=self.client_key, known_hosts=self.known_hosts, vault=vault,
+                               cluster_extra=cluster_extra, power=power)
 
     # -- setting up -------------------------------------------------------------------
 

@@ -34,17 +34,24 @@ class InventoryHost:
     mac: str | None = None
     os_family: str | None = None
     apt_proxy: str | None = None
+    extra: tuple[tuple[str, object], ...] = ()   # any other Host keys (always_on, media_path, ...)
 
 
 def write_inventory(path: Path, hosts: Sequence[InventoryHost], client_key: Path, known_hosts: Path,
-                    vault: Path | None = None) -> Path:
-    """Write ``path`` describing ``hosts``: one [clusters.X] per cluster used, one [hosts.NAME] per host."""
+                    vault: Path | None = None, cluster_extra: dict[str, dict] | None = None,
+                    power: dict | None = None) -> Path:
+    """Write ``path`` describing ``hosts``: one [clusters.X] per cluster used, one [hosts.NAME] per host.
+
+    ``cluster_extra`` adds keys per cluster (an artifacts_dir, say); ``power`` is the [power] table.
+    """
     lines = [f"known_hosts = {_toml(str(known_hosts))}"]
     if vault is not None:
         lines.append(f"vault = {_toml(str(vault))}")
+    if power:
+        lines += ["", "[power]", *_pairs(power)]
     for cluster in dict.fromkeys(h.cluster for h in hosts):
         first = next(h for h in hosts if h.cluster == cluster)
-        table = {**CLUSTERS[cluster], "api_endpoint": f"{first.address}:6443"}
+        table = {**CLUSTERS[cluster], "api_endpoint": f"{first.address}:6443", **(cluster_extra or {}).get(cluster, {})}
         lines += ["", f"[clusters.{cluster}]", *_pairs(table)]
     for host in hosts:
         lines += ["", f"[hosts.{host.name}]", *_pairs(_host_table(host, client_key))]
@@ -58,6 +65,7 @@ def _host_table(host: InventoryHost, client_key: Path) -> dict[str, object]:
     optional = {"become_password": host.become_password, "mac": host.mac, "os_family": host.os_family,
                 "apt_proxy": host.apt_proxy}
     table.update({key: value for key, value in optional.items() if value is not None})
+    table.update(dict(host.extra))
     return table
 
 
@@ -69,7 +77,7 @@ def _toml(value: object) -> str:
     """TOML for strings, ints, bools and lists of strings (a JSON string is a valid TOML basic string)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(item) for item in value) + "]"
