@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := openssh-server iproute2 systemd-container mmdebstrap prometheus containerd systemd
+APT_PACKAGES := openssh-server iproute2 sudo systemd-container mmdebstrap prometheus containerd systemd
 
-.PHONY: test unit deps venv test-vagrant demo bench lint clean-boxes
+.PHONY: test unit deps venv test-vagrant demo demo-down bench lint
 
 test: deps venv
 	$(PY) -m pytest -q
@@ -46,5 +46,5 @@ lint: venv
 	$(PY) -m pip install -q ruff
 	$(VENV)/bin/ruff check vmstation tests bench fabfile.py
 
-clean-boxes: venv
-	$(PY) -m vmstation.testing.cleanup
+demo-down: venv
+	$(PY) -m vmstation.testing.demo --down
