@@ -12,6 +12,7 @@ old ones or the new ones, never half-written.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tempfile
 import time
@@ -118,7 +119,7 @@ def apply(steps: list[Step], ctx: HostContext) -> None:
         result = ctx.connection.run(script, check=False)
         sections = facts_mod.split_sections(result.stdout, token, len(remote) + 1)
         if result.exit_code != 0:
-            raise _step_failure(remote, sections, result, ctx)
+            raise _step_failure(remote, sections, result, token, ctx)
         for step, output in zip(remote, sections):
             if step.capture:
                 ctx.run.values[step.capture] = output.strip()
@@ -168,24 +169,19 @@ def _apply_script(steps: list[Step], staged: dict[int, str], staging: str | None
     return "\n".join(lines) + "\n"
 
 
-def _step_failure(steps: list[Step], sections: list[str], result, ctx: HostContext) -> HostError:
+def _step_failure(steps: list[Step], sections: list[str], result, token: str, ctx: HostContext) -> HostError:
     """The step that was running when the script stopped, with the tail of what it printed."""
-    index = _last_started(result.stdout, len(steps))
+    index = _last_started(result.stdout, token, len(steps))
     step = steps[index]
     detail = "(output hidden: secret)" if step.secret else _tail(sections[index] + result.stderr)
     return CommandError(ctx.host.name, f"{step.label} failed (exit {result.exit_code}): {detail}",
                         result.exit_code, "" if step.secret else result.stderr)
 
 
-def _last_started(stdout: str, count: int) -> int:
-    last = 0
-    for line in stdout.splitlines():
-        if line.startswith(facts_mod.MARKER + "-"):
-            try:
-                last = int(line.rsplit(" ", 1)[1])
-            except ValueError:
-                continue
-    return min(last, count - 1)
+def _last_started(stdout: str, token: str, count: int) -> int:
+    """The index of the last step whose marker the script printed (markers may follow output on its line)."""
+    started = re.findall(rf"{re.escape(facts_mod.MARKER)}-{re.escape(token)} (\d+)\n", stdout)
+    return min(int(started[-1]) if started else 0, count - 1)
 
 
 def _tail(text: str, lines: int = 4) -> str:
