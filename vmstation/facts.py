@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets as _random
+import shlex
 from dataclasses import dataclass, field
 
 MARKER = "@@vmstation"
@@ -53,7 +54,7 @@ PATHS_OF_INTEREST = (
     "/usr/bin/kubeadm", "/usr/local/bin/kubeadm",
     "/usr/bin/kubelet", "/usr/local/bin/kubelet",
     "/usr/bin/rke2", "/usr/local/bin/rke2",
-    "/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstall.sh",
+    "/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstall.sh", "/opt/rke2/bin/rke2-uninstall.sh",
     "/etc/rancher/rke2/rke2.yaml",
     "/usr/lib/systemd/system/nm-cloud-setup.service",
     "/usr/sbin/firewalld", "/usr/sbin/getenforce",
@@ -151,9 +152,17 @@ def parse_host_facts(output: str) -> HostFacts:
 
 
 def parse_os_release(text: str) -> dict[str, str]:
-    values = {}
-    for raw in text.splitlines():
-        if "=" in raw and not raw.lstrip().startswith("#"):
-            key, _, value = raw.partition("=")
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+    """``/etc/os-release`` as a dict (os-release(5): KEY=value, shell quoting, # comments)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            continue
+        try:
+            fields[key] = " ".join(shlex.split(raw))
+        except ValueError:      # unbalanced quote: keep the raw text rather than lose the field
+            fields[key] = raw.strip("\"'")
+    return fields

@@ -285,10 +285,16 @@ class Service(Operation):
 
 @dataclass(frozen=True)
 class Sysctl(Operation):
-    """A kernel parameter set now (persist it with a File in /etc/sysctl.d)."""
+    """A kernel parameter set now (persist it with a File in /etc/sysctl.d).
+
+    ``needs_module``: the key exists only once that module is loaded (net.bridge.* needs
+    br_netfilter). When a KernelModule earlier in the phase loads it, the key is set in
+    the same run instead of being skipped as absent.
+    """
 
     key: str
     value: str
+    needs_module: str | None = None
 
     @property
     def label(self) -> str:
@@ -301,13 +307,16 @@ class Sysctl(Operation):
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         lines = fact.strip().splitlines() or ["absent"]
+        set_now = (sh("sysctl -q -w {}", f"{self.key}={self.value}"),)
+        if lines[0] == "absent" and self.needs_module and f"module {self.needs_module}" in changed:
+            return Step(self.label, CHANGE, f"appears once {self.needs_module} is loaded", commands=set_now)
         if lines[0] == "absent":
             return Step(self.label, SKIP, "this kernel has no such parameter here")
         if " ".join(lines[0].split()) == self.value:
             return Step(self.label, OK, "already set")
         if lines[-1] == "read-only":
             return Step(self.label, SKIP, "/proc/sys is read-only for this key here (a container's kernel limits)")
-        return Step(self.label, CHANGE, f"was {lines[0]}", commands=(sh("sysctl -q -w {}", f"{self.key}={self.value}"),))
+        return Step(self.label, CHANGE, f"was {lines[0]}", commands=set_now)
 
 
 # How to tell a kernel feature is there even when it is built in (no /sys/module entry, no lsmod line).
@@ -381,10 +390,12 @@ class Command(Operation):
         for word, reason in reasons.items():
             if word in words:
                 return Step(self.label, OK, reason)
-        if self.when_changed and not set(self.when_changed) & changed:
+        triggers = sorted(set(self.when_changed) & changed)
+        if self.when_changed and not triggers:
             return Step(self.label, OK, "nothing it depends on changed")
-        return Step(self.label, CHANGE, "guard says run" if self.probe(False) != "true" else "always",
-                    commands=(self.script,))
+        reason = (", ".join(triggers) + " changed") if triggers else \
+            "guard says run" if self.probe(False) != "true" else "always"
+        return Step(self.label, CHANGE, reason, commands=(self.script,))
 
 
 @dataclass(frozen=True)

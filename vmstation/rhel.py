@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from vmstation.errors import InputError
+from vmstation.facts import parse_os_release  # noqa: F401  (re-exported: one parser)
 
 RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
 RKE2_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
@@ -59,7 +60,8 @@ RKE2_HOST_FILES = (
     ManagedFile(RKE2_CONFIG, "rke2/config.yaml.j2", "0600"),
     ManagedFile("/etc/sysctl.d/90-rke2.conf", "rhel/90-rke2.conf.j2", "0644"),
     ManagedFile("/etc/modules-load.d/rke2.conf", "rhel/modules-load-rke2.conf.j2", "0644"),
-    ManagedFile("/etc/NetworkManager/conf.d/rke2-canal.conf", "rhel/rke2-canal.conf.j2", "0644", ("rhel",)),
+    # Wherever NetworkManager runs it must leave the CNI interfaces alone; where it is absent the file is inert.
+    ManagedFile("/etc/NetworkManager/conf.d/rke2-canal.conf", "rhel/rke2-canal.conf.j2", "0644"),
 )
 
 # Applied with kubectl (or dropped into /var/lib/rancher/rke2/server/manifests/ for RKE2 to apply), in order.
@@ -75,23 +77,6 @@ RKE2_MONITORING_MANIFESTS = (
 # ---------------------------------------------------------------------------
 # Facts: /etc/os-release and what follows from it
 # ---------------------------------------------------------------------------
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    """``/etc/os-release`` as a dict (os-release(5): KEY=value, shell quoting, # comments)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, raw = line.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            continue
-        try:
-            fields[key] = " ".join(shlex.split(raw))
-        except ValueError:      # unbalanced quote: keep the raw text rather than lose the field
-            fields[key] = raw.strip("\"'")
-    return fields
 
 
 def os_family(os_release: dict[str, str]) -> str:

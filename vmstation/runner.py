@@ -83,6 +83,7 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
     finished = journal.last_finished() if options.resume else set()
     pool = ConnectionPool(options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts), run_ctx)
     run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
+    run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
     result = RunResult(options.target, journal_path=str(journal.path))
     started = time.monotonic()
     status: dict[tuple[str, str], str] = {}

@@ -32,7 +32,7 @@ class CheckResult:
     detail: str = ""
 
 
-def testinfra_host(connection):
+def host_for_testinfra(connection):
     """A testinfra Host whose commands run over ``connection`` (root, via sudo where needed)."""
     import testinfra.host
 
@@ -40,7 +40,7 @@ def testinfra_host(connection):
 
 
 def run_checks(connection, checks: list[StateCheck]) -> list[CheckResult]:
-    host = testinfra_host(connection)
+    host = host_for_testinfra(connection)
     results = []
     for check in checks:
         try:

@@ -62,7 +62,7 @@ def system_prep(ctx: HostContext):
         yield KernelModule(module)
     yield File("/etc/sysctl.d/99-kubernetes.conf", ctx.render("system/99-kubernetes.conf.j2"))
     for key, value in SYSCTLS.items():
-        yield Sysctl(key, value)
+        yield Sysctl(key, value, needs_module="br_netfilter" if key.startswith("net.bridge.") else None)
 
 
 def comment_out_swap(fstab: str) -> str:

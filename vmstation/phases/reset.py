@@ -1,0 +1,132 @@
+"""reset and node-remove: take the clusters (or one node) down, so that a deploy starts from a clean host.
+
+    reset.kubeadm        kubeadm reset -f, CNI config and state, flannel.1/cni0, the iptables and nftables
+                         rules kube-proxy and flannel made, /etc/kubernetes (every kubeadm host)
+    reset.rke2           rke2-uninstall.sh from wherever the install put it, /etc/rancher/rke2 (every RKE2 host)
+    node-remove.drain    the control plane (or RKE2 server) drains the node and deletes it from the cluster
+    node-remove.reset    then the node is reset as above
+
+Every command has a guard that looks at the host first, so a second reset changes
+nothing. node-remove runs on the hosts of the run's limit (``vmstation node remove
+HOST``); the drain itself runs on the cluster's control plane through
+``ctx.run.remote``, and refuses to run without a limit or against a control plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmstation import rhel
+from vmstation.context import HostContext
+from vmstation.errors import InputError
+from vmstation.graph import Phase, Target, all_hosts, hosts_of_kind
+from vmstation.operations import CHANGE, OK, Command, Operation, Step, sh
+
+CNI_PATHS = ("/etc/cni/net.d", "/var/lib/cni")
+CNI_LINKS = ("flannel.1", "cni0")
+# Chains kube-proxy (KUBE-*), flannel (FLANNEL-*) and the CNI portmap/bridge plugins (CNI-*) create.
+RULE_PATTERNS = ("KUBE-", "FLANNEL-", "CNI-")
+# nftables tables of flannel's EnableNFTables mode and of kube-proxy's nftables mode.
+NFT_TABLES = (("ip", "flannel-ipv4"), ("ip6", "flannel-ipv6"), ("ip", "kube-proxy"), ("ip6", "kube-proxy"))
+UNINSTALL_SCRIPTS = ("/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstall.sh")   # RPM, tarball
+LEADER_ROLES = {"kubeadm": "control-plane", "rke2": "server"}
+KUBECTL = {"kubeadm": "kubectl --kubeconfig=/etc/kubernetes/admin.conf",
+           "rke2": f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"}
+LIMIT_KEY = "limit"      # ctx.run.values[LIMIT_KEY]: the hosts of --limit, put there by the runner
+
+
+def reset_kubeadm(ctx: HostContext):
+    marks = " || ".join(sh("[ -e {} ]", p) for p in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/admin.conf",
+                                                     "/var/lib/etcd/member"))
+    yield Command(sh("kubeadm reset -f --cri-socket={}", ctx.cluster.cri_socket), "kubeadm reset -f",
+                  onlyif=f"command -v kubeadm && {{ {marks} || [ -n \"$(ls -A /etc/kubernetes/manifests)\" ]; }}")
+    yield Command(sh("rm -rf --" + " {}" * len(CNI_PATHS), *CNI_PATHS), "remove CNI config and state",
+                  onlyif=" || ".join(sh("[ -e {} ]", p) for p in CNI_PATHS))
+    for link in CNI_LINKS:
+        yield Command(sh("ip link delete {}", link), f"delete interface {link}", onlyif=sh("ip link show {}", link))
+    for tool in ("iptables", "ip6tables"):
+        yield Command(f"{tool}-save | grep -v {_rule_grep()} | {tool}-restore",
+                      f"remove the {tool} rules of kube-proxy, flannel and CNI",
+                      onlyif=f"{tool}-save | grep -q {_rule_grep()}")
+    for family, table in NFT_TABLES:
+        yield Command(sh("nft delete table {} {}", family, table), f"delete nftables table {family} {table}",
+                      onlyif=sh("nft list table {} {}", family, table))
+    yield Command("rm -rf -- /etc/kubernetes", "remove /etc/kubernetes", removes="/etc/kubernetes")
+
+
+def reset_rke2(ctx: HostContext):
+    # rke2-uninstall.sh removes itself with the rest, so its presence is the guard of a second reset.
+    found = [path for path in UNINSTALL_SCRIPTS if ctx.facts.exists(path)]
+    script = found[0] if found else UNINSTALL_SCRIPTS[0 if ctx.facts.os_family == "rhel" else 1]
+    yield Command(sh("{}", script), f"uninstall RKE2 ({script})", removes=script)
+    # A config written before RKE2 was ever installed is not the uninstall script's to remove.
+    yield Command("rm -rf -- /etc/rancher/rke2", "remove /etc/rancher/rke2", removes="/etc/rancher/rke2")
+
+
+def reset_host(ctx: HostContext):
+    if ctx.cluster.kind == "kubeadm":
+        yield from reset_kubeadm(ctx)
+    else:
+        yield from reset_rke2(ctx)
+
+
+def drain(ctx: HostContext):
+    """Drain this host and delete its Node, from the cluster's control plane (or first RKE2 server)."""
+    leader = _leader(ctx)
+    kubectl, node = KUBECTL[ctx.cluster.kind], ctx.host.name
+    present = sh(f"{kubectl} get node {{}} >/dev/null 2>&1", node)
+    if ctx.plan:
+        asked = ctx.run.remote(leader, f"if {present}; then echo present; fi\n") if ctx.run.remote else "present"
+        yield Removal(node, leader.name, "would drain and delete" if asked.strip() == "present" else "absent")
+        return
+    removal = sh(f"{kubectl} drain {{0}} --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2 && "
+                 f"{kubectl} delete node {{0}} >&2", node)
+    answer = ctx.run.remote(leader, f"if {present}; then {removal} && echo removed; fi\n")
+    yield Removal(node, leader.name, "drained and deleted" if answer.strip() == "removed" else "absent")
+
+
+@dataclass(frozen=True)
+class Removal(Operation):
+    """The outcome of a node's removal, done on another host of the run (the cluster's control plane)."""
+
+    node: str
+    leader: str
+    done: str            # "drained and deleted" | "would drain and delete" | "absent"
+
+    @property
+    def label(self) -> str:
+        return f"drain and delete node {self.node} (on {self.leader})"
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        if self.done == "absent":
+            return Step(self.label, OK, f"{self.node} is not a node of the cluster (removed already)")
+        return Step(self.label, CHANGE, f"{self.done} on {self.leader}")
+
+
+def _leader(ctx: HostContext):
+    if not ctx.run.values.get(LIMIT_KEY):
+        raise InputError("node-remove needs the node to remove: vmstation node remove HOST (--limit HOST)")
+    leaders = ctx.hosts_with_role(LEADER_ROLES[ctx.cluster.kind])
+    if ctx.host in leaders:
+        raise InputError(f"{ctx.inventory.path}: host {ctx.host.name!r} is the {LEADER_ROLES[ctx.cluster.kind]} of "
+                         f"cluster {ctx.cluster.name!r}; node-remove is for the other nodes: use "
+                         f"`vmstation reset --limit {ctx.host.name}` to take the whole cluster down")
+    return leaders[0]
+
+
+def _rule_grep() -> str:
+    return " ".join(sh("-e {}", pattern) for pattern in RULE_PATTERNS)
+
+
+PHASES = [
+    Phase("reset.kubeadm", "kubeadm reset, CNI leftovers, kube-proxy and flannel rules", hosts_of_kind("kubeadm"),
+          reset_kubeadm),
+    Phase("reset.rke2", "rke2-uninstall.sh", hosts_of_kind("rke2"), reset_rke2),
+    Phase("node-remove.drain", "node drained and deleted on its control plane", all_hosts, drain),
+    Phase("node-remove.reset", "node reset", all_hosts, reset_host, needs=("node-remove.drain",)),
+]
+
+TARGETS = [
+    Target("reset", "take both clusters down on every host (or --limit)", ("reset.kubeadm", "reset.rke2")),
+    Target("node-remove", "drain one node, delete it from its cluster, reset it", ("node-remove.reset",)),
+]
