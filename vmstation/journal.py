@@ -20,7 +20,10 @@ class Journal:
         self.directory = directory
         self.target = target
         self.plan = plan
-        run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{target}"
+        # microseconds too: two runs in one second of one process (fab tasks, tests) must not share a file
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1e6):06d}"
+        run_id = f"{stamp}-{os.getpid()}-{target}"
         self.path = directory / f"{run_id}{'.plan' if plan else ''}.jsonl"
         self._handle = None
 

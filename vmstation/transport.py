@@ -22,8 +22,9 @@ import shlex
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from vmstation.errors import CommandError, ConnectError, HostKeyError, SudoError
 from vmstation.inventory import Host
@@ -124,16 +125,17 @@ class HostConnection:
         written only after sudo printed our prompt, so it can never reach the shell.
         """
         as_sudo = (not self.host.is_root) if sudo is None else sudo
-        channel = self._fabric.client.get_transport().open_session()
-        self.commands_sent += 1
-        try:
-            early_stderr = self._start_sudo(channel) if as_sudo else _exec(channel, "sh -s")
-            channel.sendall(script.encode())
-            channel.shutdown_write()
-            stdout, stderr, code = _collect(channel, on_line, timeout)
-            stderr = early_stderr + stderr
-        finally:
-            channel.close()
+        with _session_errors(self.host):
+            channel = self._fabric.client.get_transport().open_session()
+            self.commands_sent += 1
+            try:
+                early_stderr = self._start_sudo(channel) if as_sudo else _exec(channel, "sh -s")
+                channel.sendall(script.encode())
+                channel.shutdown_write()
+                stdout, stderr, code = _collect(channel, on_line, timeout)
+                stderr = early_stderr + stderr
+            finally:
+                channel.close()
         result = CommandResult(code, stdout, stderr)
         if check and code != 0:
             raise CommandError(self.host.name, _failure_summary(result), code, stdout + stderr)
@@ -176,17 +178,18 @@ class HostConnection:
         It sits in the home rather than beside the targets because a sudo user cannot write to /etc over
         SFTP; the placing script copies each file beside its target before renaming it over the target.
         """
-        sftp = self.sftp()
-        try:
-            sftp.mkdir(".vmstation-staging", 0o700)
-        except OSError:
-            pass  # already there
-        path = f".vmstation-staging/{self.host.name}-{uuid.uuid4().hex[:12]}"
-        sftp.mkdir(path, 0o700)
-        return sftp.normalize(path)
+        with _session_errors(self.host):
+            sftp = self.sftp()
+            try:
+                sftp.mkdir(".vmstation-staging", 0o700)
+            except OSError:
+                pass  # already there
+            path = f".vmstation-staging/{self.host.name}-{uuid.uuid4().hex[:12]}"
+            sftp.mkdir(path, 0o700)
+            return sftp.normalize(path)
 
     def upload(self, content: bytes, remote_path: str) -> None:
-        with self.sftp().open(remote_path, "wb") as handle:
+        with _session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
             handle.set_pipelined(True)
             handle.write(content)
 
@@ -199,12 +202,29 @@ class HostConnection:
 # ---------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _session_errors(host: Host) -> Iterator[None]:
+    """A connection cut mid-command or mid-upload fails this host alone (a HostError), not the whole run."""
+    import paramiko
+
+    try:
+        yield
+    except (EOFError, OSError, paramiko.SSHException) as exc:
+        reason = "the host closed the connection" if isinstance(exc, EOFError) else _describe(exc)
+        raise ConnectError(host.name, f"SSH session failed: {reason}") from exc
+
+
 def _exec(channel, command: str) -> str:
     channel.exec_command(command)
     return ""
 
 
 def _open_socket(host: Host, timeout: float) -> socket.socket:
+    from vmstation.netguard import refusal
+
+    refused = refusal(host.address)
+    if refused:
+        raise ConnectError(host.name, refused)
     try:
         sock = socket.create_connection((host.address, host.ssh_port), timeout=timeout)
     except OSError as exc:

@@ -1,0 +1,272 @@
+"""The engine end to end on real sshd hosts in network namespaces (prefix vmse, 10.77.5.0/24).
+
+Files pushed through the graph to three hosts; a second run changes nothing,
+sends one command per host and never opens a staging directory; a failure or a
+host that cannot do a phase stays on that host; a connection cut in the middle
+of an upload leaves the target whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmstation import operations as op
+from vmstation.context import RunContext
+from vmstation.errors import Unsupported
+from vmstation.graph import Graph, Phase, Target, all_hosts
+from vmstation.inventory import Cluster, Host, Inventory
+from vmstation.report import format_summary
+from vmstation.runner import RunOptions, RunResult, run
+from vmstation.transport import SshOptions
+
+STAGING = Path(pwd.getpwnam("root").pw_dir) / ".vmstation-staging"
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[object]:
+    if os.geteuid() != 0:
+        pytest.skip("sshd hosts need root: network namespaces, a bridge and sshd")
+    from vmstation.testing.sshd_hosts import SshdHostSet
+
+    with SshdHostSet(count=3, prefix="vmse", subnet="10.77.5.0/24", bridge="vmse0") as host_set:
+        yield host_set
+    for leftover in glob.glob(str(STAGING / "vmse-h*")):  # staging left by the cut upload
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def inventory_of(hosts, directory: Path) -> Inventory:
+    """The set's hosts as root-by-key hosts of one cluster; journals go under ``directory``."""
+    members = tuple(Host(name=h.name, address=h.address, cluster="lab", roles=("worker",),
+                         ssh_key=str(hosts.client_key)) for h in hosts)
+    cluster = Cluster("lab", "kubeadm", "1.29.15", "10.244.0.0/16", "10.96.0.0/12", f"{hosts[0].address}:6443",
+                      "flannel")
+    return Inventory(path=str(directory / "hosts.toml"), hosts=members, clusters=(cluster,),
+                     known_hosts=str(hosts.known_hosts))
+
+
+def run_target(graph: Graph, inventory: Inventory, target: str, deadline: float = 10.0, **options) -> RunResult:
+    plan = options.get("plan", False)
+    return run(graph, RunContext(inventory, plan=plan),
+               RunOptions(target, ssh=SshOptions(known_hosts=inventory.known_hosts, deadline=deadline), **options))
+
+
+def by_host(result: RunResult, phase: str) -> dict[str, object]:
+    return {o.host: o for o in result.outcomes if o.phase == phase}
+
+
+class CreatedNames:
+    """Names created in a directory while watched (Linux inotify): proof that something was, or was not, made."""
+
+    IN_CREATE, IN_MOVED_TO = 0x100, 0x80
+
+    def __init__(self, directory: Path):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK)
+        if self._fd < 0 or self._libc.inotify_add_watch(self._fd, str(directory).encode(),
+                                                        self.IN_CREATE | self.IN_MOVED_TO) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+
+    def names(self) -> list[str]:
+        found = []
+        try:
+            data = os.read(self._fd, 1 << 16)
+        except BlockingIOError:
+            return found
+        offset = 0
+        while offset < len(data):
+            _, _, _, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16: offset + 16 + length].rstrip(b"\0").decode()
+            found.append(name)
+            offset += 16 + length
+        return found
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+# -- push, then nothing to do -------------------------------------------------------------------------
+
+
+def site_operations(name: str, root: Path) -> Iterator[op.Operation]:
+    """What the site phase wants on one host; ``root`` is the host's own directory (they share this filesystem)."""
+    config = op.File(f"{root}/etc/app/app.conf", f"name = {name}\n", mode="0640")
+    yield config
+    yield op.File(f"{root}/etc/app/token", "not-shown-anywhere\n", mode="0600", secret=True)
+    yield op.Directory(f"{root}/var/lib/app", mode="0750")
+    yield op.Command(op.sh("echo applied >> {}", f"{root}/applied.log"), "apply app.conf", when_changed=(config.label,))
+    yield op.Sysctl("net.ipv4.ip_forward", "1")  # per network namespace: this host's own kernel value
+
+
+def site_graph(roots: dict[str, Path]) -> Graph:
+    def operations(ctx):
+        return site_operations(ctx.host.name, roots[ctx.host.name])
+    return Graph([Phase("site", "files and settings", all_hosts, operations)], [Target("site", "site", ("site",))])
+
+
+def test_push_to_three_hosts_then_a_second_run_changes_nothing_and_uploads_nothing(hosts, tmp_path):
+    inventory = inventory_of(hosts, tmp_path)
+    graph = site_graph({h.name: h.root for h in hosts})
+
+    planned = run_target(graph, inventory, "site", plan=True)
+    assert [o.status for o in planned.outcomes] == ["planned"] * 3
+    assert all(not (h.root / "etc/app/app.conf").exists() for h in hosts)
+
+    first = run_target(graph, inventory, "site")
+    assert first.exit_code == 0 and [o.status for o in first.outcomes] == ["changed"] * 3
+    assert all(o.changed == 5 and o.commands_sent == 2 for o in first.outcomes)
+    for h in hosts:
+        conf = h.root / "etc/app/app.conf"
+        assert conf.read_text() == f"name = {h.name}\n" and conf.stat().st_mode & 0o777 == 0o640
+        assert (h.root / "etc/app/token").stat().st_mode & 0o777 == 0o600
+        assert (h.root / "var/lib/app").stat().st_mode & 0o777 == 0o750
+        assert (h.root / "applied.log").read_text() == "applied\n"
+        assert _in_namespace(h.name, "cat /proc/sys/net/ipv4/ip_forward") == "1"
+        assert sorted(p.name for p in (h.root / "etc/app").iterdir()) == ["app.conf", "token"]
+
+    watch = CreatedNames(STAGING)
+    try:
+        second = run_target(graph, inventory, "site")
+        created = [n for n in watch.names() if n.startswith("vmse-")]
+    finally:
+        watch.close()
+    assert second.exit_code == 0 and second.changed == 0
+    assert [(o.status, o.changed, o.commands_sent) for o in second.outcomes] == [("ok", 0, 1)] * 3
+    assert created == []
+    assert all((h.root / "applied.log").read_text() == "applied\n" for h in hosts)
+    assert format_summary(second.outcomes).splitlines()[-1] == "0 changed, 0 failed, 0 blocked, 0 cannot run here"
+
+
+def test_a_changed_file_is_replaced_and_only_its_dependants_run(hosts, tmp_path):
+    inventory = inventory_of(hosts, tmp_path)
+    graph = site_graph({h.name: h.root for h in hosts})
+    run_target(graph, inventory, "site")
+    (hosts[1].root / "etc/app/app.conf").write_text("edited by hand\n")
+    result = run_target(graph, inventory, "site")
+    outcomes = by_host(result, "site")
+    assert outcomes[hosts[1].name].changed == 2  # the file and the command that depends on it
+    assert [s.label for s in outcomes[hosts[1].name].steps if s.status == op.CHANGE] == \
+        [f"file {hosts[1].root}/etc/app/app.conf", "run apply app.conf"]
+    assert outcomes[hosts[0].name].status == outcomes[hosts[2].name].status == "ok"
+    assert (hosts[1].root / "etc/app/app.conf").read_text() == f"name = {hosts[1].name}\n"
+
+
+# -- failures stay where they happen --------------------------------------------------------------------------
+
+
+def test_a_failing_command_fails_its_host_alone_and_blocks_only_its_later_phases(hosts, tmp_path):
+    inventory = inventory_of(hosts, tmp_path)
+    broken = hosts[1].name
+
+    def first(ctx):
+        marker = f"/tmp/vmse-first-{ctx.host.name}-{tmp_path.name}"
+        yield op.Command(op.sh("touch {}", marker), "mark", creates=marker)
+        if ctx.host.name == broken:
+            yield op.Command("echo 'disk on fire' >&2; exit 3", "break")
+
+    def later(ctx):
+        yield op.Command("true", "later step")
+
+    graph = Graph([Phase("first", "first", all_hosts, first), Phase("second", "second", all_hosts, later, ("first",)),
+                   Phase("apart", "needs nothing", all_hosts, later)], [Target("t", "t", ("second", "apart"))])
+    try:
+        result = run_target(graph, inventory, "t")
+    finally:
+        for h in hosts:
+            Path(f"/tmp/vmse-first-{h.name}-{tmp_path.name}").unlink(missing_ok=True)
+    assert result.exit_code == 1
+    failed = by_host(result, "first")[broken]
+    assert failed.status == "failed"
+    assert failed.message == "run break failed (exit 3): disk on fire"
+    assert by_host(result, "second")[broken].status == "blocked"
+    assert by_host(result, "second")[broken].message == f"needs first, which did not finish on {broken} (failed)"
+    assert by_host(result, "apart")[broken].status == "changed"
+    for name in (hosts[0].name, hosts[2].name):
+        assert [by_host(result, p)[name].status for p in ("first", "second", "apart")] == ["changed"] * 3
+
+
+def test_a_host_that_cannot_do_a_phase_says_so_and_the_run_exits_3(hosts, tmp_path):
+    inventory = inventory_of(hosts, tmp_path)
+
+    def install(ctx):
+        if ctx.host.name == hosts[2].name:
+            raise Unsupported(ctx.host.name, "no kubeadm binaries can be had on this machine")
+        yield op.Command("true", "install")
+
+    graph = Graph([Phase("install", "install", all_hosts, install),
+                   Phase("init", "init", all_hosts, lambda ctx: [op.Command("true", "init")], ("install",))],
+                  [Target("t", "t", ("init",))])
+    result = run_target(graph, inventory, "t")
+    assert result.exit_code == 3
+    assert by_host(result, "install")[hosts[2].name].status == "unsupported"
+    assert by_host(result, "install")[hosts[2].name].message == "no kubeadm binaries can be had on this machine"
+    assert by_host(result, "init")[hosts[2].name].status == "blocked"
+    assert by_host(result, "init")[hosts[0].name].status == "changed"
+
+
+# -- a cut in the middle of an upload ---------------------------------------------------------------------------
+
+
+def test_a_connection_cut_mid_upload_leaves_the_target_whole_and_the_next_run_completes(hosts, tmp_path):
+    index = 1
+    host = hosts[index]
+    inventory = inventory_of(hosts, tmp_path)
+    target = host.root / "srv/images/big.img"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"the old image\n")
+    big = os.urandom(32 << 20)
+    graph = Graph([Phase("image", "image", all_hosts, lambda ctx: [op.File(str(target), big)])],
+                  [Target("t", "t", ("image",))])
+
+    cutter = threading.Thread(target=_stop_when_staged, args=(hosts, index, 4 << 20))
+    cutter.start()
+    try:
+        started = time.monotonic()
+        result = run_target(graph, inventory, "t", limit=(host.name,), deadline=3)
+        elapsed = time.monotonic() - started
+    finally:
+        cutter.join(timeout=60)
+        hosts.start(index)
+    (outcome,) = result.outcomes
+    assert outcome.status == "failed" and outcome.message.startswith("SSH session failed")
+    assert elapsed < 30
+    assert target.read_bytes() == b"the old image\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.img"]  # no temporary beside it
+
+    again = run_target(graph, inventory, "t", limit=(host.name,))
+    assert [o.status for o in again.outcomes] == ["changed"]
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(big).digest()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.img"]
+
+
+def _stop_when_staged(hosts, index: int, size: int) -> None:
+    """Power the host off once its staging file has ``size`` bytes: the upload is then under way."""
+    before = set(glob.glob(str(STAGING / f"{hosts[index].name}-*")))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for directory in set(glob.glob(str(STAGING / f"{hosts[index].name}-*"))) - before:
+            try:
+                if os.path.getsize(os.path.join(directory, "0")) >= size:
+                    hosts.stop(index)
+                    return
+            except OSError:
+                continue
+        time.sleep(0.002)
+
+
+def _in_namespace(netns: str, command: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
