@@ -22,6 +22,11 @@ from vmstation.testing.ssh_client import connect_checked
 
 BOX_NAMES = ["masternode", "storagenodet3500", "homelab"]
 
+# Nothing in the suite may reach beyond loopback and the test networks it makes (10.77.0.0/16): the default
+# hosts.toml describes a real home network. The engine refuses any other destination while this is set, and
+# the CLI runs the tests start inherit it.
+os.environ["VMSTATION_ALLOWED_NETWORKS"] = "127.0.0.0/8,10.77.0.0/16"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boxes: needs the systemd-nspawn boxes (root, systemd-nspawn, mmdebstrap)")

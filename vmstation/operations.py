@@ -507,9 +507,14 @@ def _attribute_fixes(path: str, current: FileState, mode: str, owner: str, group
     return tuple(fixes)
 
 
+DIFF_LIMIT = 256 * 1024   # larger files (binaries from an artifacts dir) are described, not diffed
+
+
 def _diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
     if secret:
         return f"(secret content of {path} not shown)\n"
+    if len(new) > DIFF_LIMIT or (old and len(old) > DIFF_LIMIT) or b"\0" in new[:8192]:
+        return f"(binary or large content of {path}: {len(new)} bytes, sha256 {hashlib.sha256(new).hexdigest()})\n"
     if old is None and path:
         old_lines: list[str] = []
     elif old is None:

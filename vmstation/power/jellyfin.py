@@ -91,6 +91,11 @@ class JellyfinClient:
         return urllib.parse.urlsplit(self.url).hostname or self.url
 
     def _get_json(self, path: str, authenticated: bool) -> object:
+        from vmstation.netguard import refusal
+
+        refused = refusal(self._host)
+        if refused:
+            raise InputError(f"Jellyfin at {self.url}: {refused}")
         headers = {"Accept": "application/json"}
         if authenticated:
             headers["Authorization"] = f'MediaBrowser Token="{self._api_key}"'

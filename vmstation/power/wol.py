@@ -134,9 +134,14 @@ def send_udp(
     secureon: str | bytes | None = None,
 ) -> None:
     """Send the magic packet as one UDP datagram to ``broadcast:port``, bound to ``interface`` when named."""
+    from vmstation.netguard import refusal
+
     payload = magic_packet(mac, secureon)
     address = _ipv4(broadcast)
     _check_port(port)
+    refused = refusal(address)
+    if refused:
+        raise InputError(f"Wake-on-LAN broadcast {refused}")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
