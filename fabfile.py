@@ -46,16 +46,19 @@ def plan(c, target="deploy-debian", inventory=""):
 
 
 @task(iterable=["host"], help={"host": "host to wake (repeatable; default: every sleeping worker)",
-                               "from_here": "send from this machine instead of masternode", "plan": "send nothing"})
-def wake(c, host=None, from_here=False, plan=False, inventory=""):
+                               "from_here": "send from this machine instead of masternode", "plan": "send nothing",
+                               "interface": "interface to send on", "timeout": "seconds to wait for each host"})
+def wake(c, host=None, from_here=False, plan=False, interface="", timeout=600, inventory=""):
     """Wake workers with Wake-on-LAN and wait until they are back in the cluster."""
-    _vmstation("wake", *(host or []), *(["--from-here"] if from_here else []), *_flags(inventory, plan))
+    _vmstation("wake", *(host or []), *(["--from-here"] if from_here else []),
+               *(["--interface", interface] if interface else []), "--timeout", str(timeout), *_flags(inventory, plan))
 
 
-@task(help={"check": "only decide whether the homelab is idle", "plan": "show the sequence only"})
-def sleep(c, check=False, plan=False, inventory=""):
+@task(help={"check": "only decide whether the homelab is idle", "plan": "show the sequence only",
+            "force": "sleep even if the idle policy says someone is using the homelab"})
+def sleep(c, check=False, plan=False, force=False, inventory=""):
     """Put idle workers to sleep (cordon, drain, scale down, arm WoL, power off)."""
-    _vmstation("sleep", *(["--check"] if check else []), *_flags(inventory, plan))
+    _vmstation("sleep", *(["--check"] if check else []), *(["--force"] if force else []), *_flags(inventory, plan))
 
 
 @task(help={"yes": "do not ask", "limit": "comma-separated hosts", "plan": "show only"})

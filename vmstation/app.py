@@ -42,8 +42,12 @@ def open_secrets(session: Session, inventory):
 
 
 def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, limit=(),
-               resume: bool = False, forks: int = 32, listener=None):
-    """Deploy (or plan) a target against the inventory: the heart of every deploy command."""
+               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None):
+    """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
+
+    ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets the
+    caller read what the run captured.
+    """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
     from vmstation.targets import build_graph
@@ -53,7 +57,7 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     _check_limit(inventory, limit)
     graph = build_graph()
     secrets = open_secrets(session, inventory)
-    run_ctx = RunContext(inventory, plan=plan, secrets=secrets,
+    run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from vmstation import facts as facts_mod
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, HostError, Unsupported
-from vmstation.operations import CHANGE, CHECK, SKIP, Operation, Step
+from vmstation.operations import CHANGE, SKIP, Operation, Step
 
 
 @dataclass
@@ -99,6 +99,11 @@ def decide(operations: list[Operation], ctx: HostContext) -> list[Step]:
     if any(probes):
         output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
         answers = facts_mod.split_sections(output, token, len(operations))
+    return decide_steps(operations, answers)
+
+
+def decide_steps(operations: list[Operation], answers: list[str]) -> list[Step]:
+    """Pure: each operation decided from its probe's answer, in order, seeing what changed before it."""
     steps, changed = [], set()
     for operation, answer in zip(operations, answers):
         step = operation.decide(answer, frozenset(changed))
@@ -159,6 +164,9 @@ def _apply_script(steps: list[Step], staged: dict[int, str], staging: str | None
     if staging:
         lines.append(f"vms_staging={shlex.quote(staging)}")
         lines.append("trap 'rm -rf -- \"$vms_staging\"' EXIT")
+        # staging left by an earlier run of this host that was cut off mid-upload
+        lines.append('for vms_old in "${vms_staging%-*}"-????????????; do '
+                     '[ "$vms_old" = "$vms_staging" ] || rm -rf -- "$vms_old"; done')
     for index, step in enumerate(steps):
         lines.append(f"echo '{facts_mod.MARKER}-{token} {index}'")
         for upload in step.uploads:
@@ -189,4 +197,4 @@ def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(kept) or "no output"
 
 
-__all__ = ["PhaseOutcome", "run_phase_on_host", "decide", "apply", "write_local_atomically", "CHECK"]
+__all__ = ["PhaseOutcome", "run_phase_on_host", "decide", "decide_steps", "apply", "write_local_atomically"]

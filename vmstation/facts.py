@@ -94,12 +94,7 @@ class HostFacts:
 
     @property
     def os_family(self) -> str:
-        ids = {self.os_release.get("ID", "")} | set(self.os_release.get("ID_LIKE", "").split())
-        if ids & {"rhel", "centos", "fedora", "almalinux", "rocky"}:
-            return "rhel"
-        if ids & {"debian", "ubuntu"}:
-            return "debian"
-        return "other"
+        return os_family(self.os_release)
 
     @property
     def os_major_version(self) -> int:
@@ -149,6 +144,19 @@ def parse_host_facts(output: str) -> HostFacts:
         selinux=first("selinux"),
         paths=frozenset(v.strip() for v in sections.get("paths", []) if v.strip()),
     )
+
+
+RHEL_IDS = frozenset({"rhel", "centos", "almalinux", "rocky"})
+
+
+def os_family(os_release: dict[str, str]) -> str:
+    """"rhel" | "debian" | "other", from ID and ID_LIKE (AlmaLinux and Rocky say ``ID_LIKE="rhel ..."``)."""
+    ids = {os_release.get("ID", "").lower(), *os_release.get("ID_LIKE", "").lower().split()}
+    if ids & RHEL_IDS:
+        return "rhel"
+    if "debian" in ids:
+        return "debian"
+    return "other"
 
 
 def parse_os_release(text: str) -> dict[str, str]:

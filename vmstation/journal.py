@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -49,7 +50,8 @@ class Journal:
         """(phase, host) pairs that finished in the newest applied run of this target."""
         if not self.directory.is_dir():
             return set()
-        runs = sorted(p for p in self.directory.glob(f"*-{self.target}.jsonl") if p != self.path)
+        own_name = re.compile(rf"^\d{{8}}-\d{{6}}\.\d{{6}}-\d+-{re.escape(self.target)}\.jsonl$")
+        runs = sorted(p for p in self.directory.iterdir() if own_name.match(p.name) and p != self.path)
         if not runs:
             return set()
         finished = set()

@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from vmstation.errors import InputError
-from vmstation.facts import parse_os_release  # noqa: F401  (re-exported: one parser)
+from vmstation.facts import os_family, parse_os_release  # noqa: F401  (re-exported: one parser, one rule)
 
 RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
 RKE2_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
@@ -38,7 +38,6 @@ FIREWALLD_PORTS = (
 )
 
 # RHEL-family IDs as they appear in ID or ID_LIKE of /etc/os-release: RHEL, CentOS Stream, AlmaLinux, Rocky.
-_RHEL_IDS = frozenset({"rhel", "centos", "almalinux", "rocky"})
 _RKE2_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:\+rke2r(\d+))?$")
 # Upstream validated RHEL 10 starting with this RKE2 minor (findings.md, RKE2 support matrix).
 RHEL10_FIRST_SUPPORTED = (1, 30)
@@ -77,16 +76,6 @@ RKE2_MONITORING_MANIFESTS = (
 # ---------------------------------------------------------------------------
 # Facts: /etc/os-release and what follows from it
 # ---------------------------------------------------------------------------
-
-
-def os_family(os_release: dict[str, str]) -> str:
-    """"rhel" | "debian" | "other", from ID and ID_LIKE (AlmaLinux and Rocky say ``ID_LIKE="rhel ..."``)."""
-    ids = {os_release.get("ID", "").lower(), *os_release.get("ID_LIKE", "").lower().split()}
-    if ids & _RHEL_IDS:
-        return "rhel"
-    if "debian" in ids:
-        return "debian"
-    return "other"
 
 
 def major_version(os_release: dict[str, str]) -> int | None:

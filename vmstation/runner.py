@@ -114,10 +114,11 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
 
 def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPool", notify: Listener) -> PhaseOutcome:
     notify("start", {"phase": phase.name, "host": host.name})
+    started = time.monotonic()
     try:
         connection = pool.get(host)
     except HostError as exc:
-        return PhaseOutcome(phase.name, host.name, "failed", message=exc.message)
+        return PhaseOutcome(phase.name, host.name, "failed", message=exc.message, seconds=time.monotonic() - started)
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
     outcome = run_phase_on_host(phase, ctx)
     if outcome.changed:

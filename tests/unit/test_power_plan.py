@@ -19,7 +19,7 @@ from tests.unit.conftest import homelab_inventory
 from vmstation.cli import main as cli
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, InventoryError
-from vmstation.execute import PhaseOutcome
+from vmstation.execute import PhaseOutcome, decide_steps
 from vmstation.graph import Graph
 from vmstation.offline import assumed_facts
 from vmstation.operations import CHANGE, SKIP, File, Service
@@ -330,13 +330,9 @@ def plan_outcomes(inventory, secrets, target: str, values: dict) -> list[PhaseOu
     for phase in phases:
         for host in phase.select(inventory):
             ctx = host_context(inventory, secrets, host, values)
-            steps, changed = [], set()
-            for operation in phase.operations(ctx):
-                step = operation.decide(FRESH_FACTS.get(type(operation), ""), frozenset(changed))
-                if step.status == CHANGE:
-                    changed.add(step.label)
-                steps.append(step)
-            outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
+            operations = list(phase.operations(ctx))
+            answers = [FRESH_FACTS.get(type(operation), "") for operation in operations]
+            outcomes.append(PhaseOutcome(phase.name, host.name, "planned", decide_steps(operations, answers)))
     return outcomes
 
 

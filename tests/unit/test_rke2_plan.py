@@ -23,7 +23,7 @@ import yaml
 from vmstation import facts as facts_mod
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, Unsupported
-from vmstation.execute import PhaseOutcome, apply
+from vmstation.execute import PhaseOutcome, decide_steps, apply
 from vmstation.facts import HostFacts, parse_os_release
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, WARN, Command, Directory, Edit, Fetch, File,
                                   KernelModule, Service, Sysctl)
@@ -83,13 +83,8 @@ def fresh_fact(operation) -> str:
 
 def planned(ctx: HostContext, phase_name: str, fact=fresh_fact) -> PhaseOutcome:
     """The phase decided the way execute.decide does, with each probe answered by ``fact``."""
-    steps, changed = [], set()
-    for operation in build_graph().phases[phase_name].operations(ctx):
-        step = operation.decide(fact(operation), frozenset(changed))
-        if step.status == CHANGE:
-            changed.add(step.label)
-        steps.append(step)
-    return PhaseOutcome(phase_name, ctx.host.name, "planned", steps)
+    operations = list(build_graph().phases[phase_name].operations(ctx))
+    return PhaseOutcome(phase_name, ctx.host.name, "planned", decide_steps(operations, [fact(o) for o in operations]))
 
 
 def plan_text(outcome: PhaseOutcome, tmp_path: Path) -> str:

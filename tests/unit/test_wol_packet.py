@@ -47,14 +47,14 @@ def test_a_bad_secureon_password_is_refused_without_repeating_it(secureon):
     assert "SecureOn" in str(caught.value)
 
 
-@pytest.mark.parametrize("text", [MAC, MAC.upper(), "00-e0-4c-68-cb-bf", "00E04C68CBBF"])
+@pytest.mark.parametrize("text", [MAC, MAC.upper(), "00-e0-4c-68-cb-bf", " 00:e0:4c:68:cb:bf"])
 def test_parse_mac_accepts_the_usual_spellings(text):
     assert wol.parse_mac(text) == MAC_BYTES
 
 
 @pytest.mark.parametrize("text", [
     "00:e0:4c:68:cb:bf brd ff:ff:ff:ff:ff:ff",    # pasted from `ip link`, the older system's mistake
-    " 00:e0:4c:68:cb:bf",
+    "00E04C68CBBF",                               # the inventory's rule: separated pairs only
     "00:e0:4c:68:cb",
     "00:e0-4c:68:cb:bf",
     "00:e0:4c:68:cb:bg",

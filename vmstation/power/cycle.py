@@ -16,13 +16,11 @@ Exit codes: 0 done, 1 a host failed or did not answer, 2 bad input, 3 cannot run
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from vmstation.errors import InputError, InventoryError
 
@@ -60,7 +58,7 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         _echo(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
-    result, _ = run_power_target(session, inventory, "wake", only=("power.tools", "wake.rejoin"), values=values)
+    result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), values=values)
     _echo(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code
 
@@ -74,7 +72,7 @@ def sleep(session, check_only: bool = False, plan: bool = False, force: bool = F
     if plan:
         if not force:
             _echo("(without --force, the idle check of `vmstation sleep --check` decides first)")
-        return run_power_target(session, inventory, "sleep", plan=True)[0].exit_code
+        return run_power_target(session, "sleep", plan=True)[0].exit_code
     if check_only or not force:
         decision = idle_decision(session, inventory)
         if decision is None:
@@ -84,7 +82,7 @@ def sleep(session, check_only: bool = False, plan: bool = False, force: bool = F
         _echo("idle: the workers may sleep" if decision["sleep"] else "busy: staying awake")
         if check_only or not decision["sleep"]:
             return 0 if decision["sleep"] else STAY_AWAKE
-    result, _ = run_power_target(session, inventory, "sleep")
+    result, _ = run_power_target(session, "sleep")
     off = [o.host for o in result.outcomes if o.phase == "sleep.power-off" and o.succeeded]
     if result.exit_code:
         return result.exit_code
@@ -147,44 +145,32 @@ def check_sleepers(inventory) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_power_target(session, inventory, target: str, plan: bool = False, only=(), values=None):
+def run_power_target(session, target: str, plan: bool = False, only=(), values=None):
     """Run (or plan) a power target like every other target, seeding the values its phases read.
 
     Prints the plan and the summary; returns the RunResult and the run's values (what Checks captured).
     """
-    from vmstation.app import open_secrets
-    from vmstation.context import RunContext
+    from vmstation.app import run_target
     from vmstation.report import format_plan, format_summary, progress_for
-    from vmstation.runner import RunOptions, run
-    from vmstation.graph import Graph
-    from vmstation.phases import power
-    from vmstation.transport import SshOptions
 
-    run_ctx = RunContext(inventory, plan=plan, secrets=open_secrets(session, inventory),
-                         artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
-    run_ctx.values.update(values or {})
-    options = RunOptions(target=target, plan=plan, only=tuple(only),
-                         ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
-                                        trust_new_host_keys=session.trust_new_host_keys,
-                                        ssh_config=session.ssh_config))
+    run_values = dict(values or {})
     progress = progress_for(sys.stderr)
     try:
-        # The power targets need no deploy phase: their own graph keeps them runnable on their own.
-        result = run(Graph(power.PHASES, power.TARGETS), run_ctx, options, progress)
+        result = run_target(session, target, plan=plan, only=only, listener=progress, values=run_values)
     finally:
         if progress:
             progress.close()
     if plan:
         _echo(format_plan(result.outcomes), nl=False)
     _echo(format_summary(result.outcomes), nl=False)
-    return result, run_ctx.values
+    return result, run_values
 
 
 def idle_decision(session, inventory) -> dict | None:
     """The idle policy's decision, asked on masternode (where the scheduled check asks it): a dict, or None."""
     from vmstation.phases import power
 
-    result, values = run_power_target(session, inventory, "sleep-check")
+    result, values = run_power_target(session, "sleep-check")
     line = values.get(power.DECISION, "")
     if result.exit_code or not line:
         _echo("the idle check did not run on the control plane: no decision", err=True)
@@ -195,7 +181,7 @@ def idle_decision(session, inventory) -> dict | None:
 def _send_from_sender(session, inventory, values) -> int:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, inventory, "wake", only=("wake.send",), values=values)
+    result, captured = run_power_target(session, "wake", only=("wake.send",), values=values)
     for line in captured.get(power.SENT, "").splitlines():
         _echo(f"  {line}")
     return result.exit_code
@@ -229,7 +215,7 @@ def _plan_wake(session, inventory, targets, from_here, interface, timeout, value
     for host in targets:
         _echo(f"  would wait up to {timeout:g} s for {host.name} to answer SSH on {host.address}:{host.ssh_port}")
     only = ("power.tools", "wake.rejoin") if from_here else ()
-    return run_power_target(session, inventory, "wake", plan=True, only=only, values=values)[0].exit_code
+    return run_power_target(session, "wake", plan=True, only=only, values=values)[0].exit_code
 
 
 def _rejoin_note(result, seconds: float) -> str:

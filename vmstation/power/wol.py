@@ -30,8 +30,7 @@ BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 LIMITED_BROADCAST = "255.255.255.255"
 _SENDER = "localhost"          # the host name HostErrors carry: the packets leave from here
 _CAP_NET_RAW = 13              # bit in /proc/self/status CapEff
-_MAC_SEPARATED = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}")
-_MAC_BARE = re.compile(r"[0-9A-Fa-f]{12}")
+_SIX_HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}")  # a SecureOn password
 
 
 @dataclass(frozen=True)
@@ -76,19 +75,15 @@ def wake(
 
 
 def parse_mac(text: str) -> bytes:
-    """``aa:bb:cc:dd:ee:ff``, ``aa-bb-...`` or 12 bare hex digits -> 6 bytes; anything else is an InputError."""
+    """A MAC address by the inventory's rules (one definition of a valid MAC) -> 6 bytes; else InputError."""
+    from vmstation.inventory import parse_mac as normalise
+
     if not isinstance(text, str):
         raise InputError(f"MAC address {text!r}: expected text like 'aa:bb:cc:dd:ee:ff'")
-    if _MAC_SEPARATED.fullmatch(text):
-        mac = bytes.fromhex(text.replace(text[2], ""))
-    elif _MAC_BARE.fullmatch(text):
-        mac = bytes.fromhex(text)
-    else:
-        raise InputError(f"MAC address {text!r}: expected six hex pairs like 'aa:bb:cc:dd:ee:ff'")
-    if mac[0] & 1 or mac == bytes(6):
-        # A group (multicast/broadcast) or all-zero address is never a network card's own.
-        raise InputError(f"MAC address {text!r}: not a single host's address (group or all-zero)")
-    return mac
+    try:
+        return bytes.fromhex(normalise(text).replace(":", ""))
+    except ValueError as exc:
+        raise InputError(f"MAC address {text!r}: {exc}") from None
 
 
 def format_mac(mac: bytes) -> str:
@@ -225,7 +220,7 @@ def _secureon_bytes(secureon: str | bytes | None) -> bytes:
         password = secureon
     elif re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", secureon) and all(int(p) < 256 for p in secureon.split(".")):
         password = bytes(int(part) for part in secureon.split("."))
-    elif _MAC_SEPARATED.fullmatch(secureon):
+    elif _SIX_HEX_PAIRS.fullmatch(secureon):
         password = bytes.fromhex(secureon.replace(secureon[2], ""))
     else:
         raise InputError("SecureOn password: expected 6 hex pairs (aa:bb:cc:dd:ee:ff) or 4 numbers (a.b.c.d)")
