@@ -23,7 +23,7 @@ from vmstation.verify import checks_for, run_checks
 
 VMSTATION = [sys.executable, "-m", "vmstation.cli"]
 RAN_HERE = {"debian.system-prep", "debian.containerd", "debian.containerd-config", "debian.cni-plugins",
-            "debian.kubeadm-config", "debian.jellyfin-storage"}
+            "debian.kubeadm-config", "debian.jellyfin-storage", "power.tools", "debian.power"}
 BLOCKED = {"debian.control-plane-init", "debian.worker-join", "debian.flannel", "debian.nodes-ready",
            "debian.apps", "debian.kubeconfig"}
 

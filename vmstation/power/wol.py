@@ -24,6 +24,7 @@ import socket
 from dataclasses import dataclass
 
 from vmstation.errors import HostError, InputError, Unsupported
+from vmstation.inventory import parse_mac as normalise
 
 ETHERTYPE_WOL = 0x0842
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
@@ -76,8 +77,6 @@ def wake(
 
 def parse_mac(text: str) -> bytes:
     """A MAC address by the inventory's rules (one definition of a valid MAC) -> 6 bytes; else InputError."""
-    from vmstation.inventory import parse_mac as normalise
-
     if not isinstance(text, str):
         raise InputError(f"MAC address {text!r}: expected text like 'aa:bb:cc:dd:ee:ff'")
     try:
