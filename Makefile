@@ -44,7 +44,8 @@ bench: deps venv
 
 lint: venv
 	$(PY) -m pip install -q ruff
-	$(VENV)/bin/ruff check vmstation tests bench fabfile.py
+	$(VENV)/bin/ruff check --isolated --select E,F,W,B --line-length 120 --target-version py311 \
+	  --per-file-ignores 'tests/unit/test_config_checks.py:E501' vmstation tests bench fabfile.py
 
 demo-down: venv
 	$(PY) -m vmstation.testing.demo --down

@@ -149,7 +149,8 @@ def wake(hosts, from_here, interface, timeout, plan, inventory_path, vault_passw
 
 
 @main.command()
-@click.option("--check", "check_only", is_flag=True, help="Only decide (idle or not, with reasons); exit 0 idle, 4 awake.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only decide (idle or not, with reasons); exit 0 idle, 4 awake.")
 @click.option("--plan", is_flag=True, help="Show the whole sleep sequence; change nothing.")
 @click.option("--force", is_flag=True, help="Sleep even if the idle policy says someone is using the homelab.")
 @common_options

@@ -117,7 +117,8 @@ def _check_kubeadm_document(document) -> list[str]:
     api_version, kind = document.get("apiVersion"), document.get("kind")
     fields = _kubeadm_fields()
     if api_version in _OTHER_KUBEADM_VERSIONS:
-        return [f"({kind}): apiVersion {api_version} is {_OTHER_KUBEADM_VERSIONS[api_version]}; use kubeadm.k8s.io/v1beta3"]
+        why = _OTHER_KUBEADM_VERSIONS[api_version]
+        return [f"({kind}): apiVersion {api_version} is {why}; use kubeadm.k8s.io/v1beta3"]
     if api_version not in fields["kinds"]:
         return [f"({kind}): unknown apiVersion {api_version!r}"]
     if kind not in fields["kinds"][api_version]:
@@ -218,7 +219,8 @@ def _schema_problems(kubernetes_validate, document: dict, kubernetes_version: st
 
 def _object_name(document: dict) -> str:
     metadata = document.get("metadata") or {}
-    return f"{document.get('kind')} {metadata.get('namespace', '') + '/' if metadata.get('namespace') else ''}{metadata.get('name')}"
+    namespace = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
+    return f"{document.get('kind')} {namespace}{metadata.get('name')}"
 
 
 def _object_identity(document: dict) -> tuple:

@@ -61,7 +61,10 @@ vms_place() {  # staged-file target mode owner group: copy beside the target, th
 }
 vms_apt_updated=no
 vms_apt_update() {
-  if [ "$vms_apt_updated" = no ]; then DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null; vms_apt_updated=yes; fi
+  if [ "$vms_apt_updated" = no ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    vms_apt_updated=yes
+  fi
 }
 """
 
@@ -105,7 +108,7 @@ def decide(operations: list[Operation], ctx: HostContext) -> list[Step]:
 def decide_steps(operations: list[Operation], answers: list[str]) -> list[Step]:
     """Pure: each operation decided from its probe's answer, in order, seeing what changed before it."""
     steps, changed = [], set()
-    for operation, answer in zip(operations, answers):
+    for operation, answer in zip(operations, answers, strict=True):
         step = operation.decide(answer, frozenset(changed))
         if step.status == CHANGE:
             changed.add(step.label)
@@ -125,7 +128,7 @@ def apply(steps: list[Step], ctx: HostContext) -> None:
         sections = facts_mod.split_sections(result.stdout, token, len(remote) + 1)
         if result.exit_code != 0:
             raise _step_failure(remote, sections, result, token, ctx)
-        for step, output in zip(remote, sections):
+        for step, output in zip(remote, sections[:len(remote)], strict=True):
             if step.capture:
                 ctx.run.values[step.capture] = output.strip()
     for step in steps:

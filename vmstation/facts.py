@@ -40,7 +40,7 @@ def split_sections(output: str, token: str, count: int) -> list[str]:
     """
     sections = [""] * count
     pieces = re.split(rf"{re.escape(MARKER)}-{re.escape(token)} (\d+)\n", output)
-    for index, text in zip(pieces[1::2], pieces[2::2]):
+    for index, text in zip(pieces[1::2], pieces[2::2], strict=True):
         if int(index) < count:
             sections[int(index)] += text
     return sections

@@ -208,7 +208,8 @@ class Package(Operation):
     def probe(self, detail: bool) -> str:
         names = " ".join(shlex.quote(n) for n in self.names)
         if self.manager == "dnf":
-            return f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}} installed\\n' {names} 2>/dev/null | grep ' installed$'"
+            query = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE} installed\\n'"
+            return f"{query} {names} 2>/dev/null | grep ' installed$'"
         return (f"dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Status}}\\n' {names} 2>/dev/null;"
                 f" apt-mark showhold {names} 2>/dev/null | sed 's/^/held /'")
 
@@ -386,7 +387,8 @@ class Command(Operation):
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         words = set(fact.split())
         reasons = {"creates-exists": f"{self.creates} exists", "removes-absent": f"{self.removes} absent",
-                   "unless-true": "already so (unless-check passed)", "onlyif-false": "not needed (onlyif-check failed)"}
+                   "unless-true": "already so (unless-check passed)",
+                   "onlyif-false": "not needed (onlyif-check failed)"}
         for word, reason in reasons.items():
             if word in words:
                 return Step(self.label, OK, reason)
@@ -418,9 +420,10 @@ class Check(Operation):
 
 def wait_until(test: str, description: str, timeout: int = 300, interval: int = 5, show: str = "") -> Check:
     """A bounded wait on the host: retry ``test`` until it passes; print ``show`` each time while waiting."""
+    timed_out = shlex.quote(f"timed out after {timeout}s: {description}")
     script = (f"vms_end=$(( $(date +%s) + {int(timeout)} )); "
               f"until ( {test} ) >/dev/null 2>&1; do "
-              f"if [ $(date +%s) -ge $vms_end ]; then echo {shlex.quote('timed out after ' + str(timeout) + 's: ' + description)} >&2; "
+              f"if [ $(date +%s) -ge $vms_end ]; then echo {timed_out} >&2; "
               f"{show + ' >&2;' if show else ''} exit 1; fi; "
               f"{show + ';' if show else ''} sleep {int(interval)}; done")
     return Check(script, f"wait for {description} (up to {timeout}s)")

@@ -262,7 +262,7 @@ class CheckConfig:
     paused_grace_minutes: float = 15.0
     cpu: dict[str, str] = field(default_factory=dict)     # host -> "local" or node-exporter /metrics URL
     cpu_sample_seconds: float = 5.0
-    kubectl: tuple[str, ...] = ()                         # e.g. ("kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf")
+    kubectl: tuple[str, ...] = ()      # e.g. ("kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf")
 
 
 def run_check(config_path: str, state_path: str, save: bool = True) -> tuple[Decision, datetime]:
