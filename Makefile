@@ -38,8 +38,8 @@ test-vagrant: deps venv
 demo: deps venv
 	$(PY) -m vmstation.testing.demo
 
+# The peers (pyinfra, Fabric, ansible-core) go into virtualenvs of their own: see bench/tools.py.
 bench: deps venv
-	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench.run
 
 lint: venv

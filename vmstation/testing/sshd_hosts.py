@@ -51,9 +51,18 @@ class SshdHostSet:
     """N sshd hosts; a context manager (see the module docstring)."""
 
     def __init__(self, count: int = 3, prefix: str = "vmst", subnet: str = "10.77.1.0/24",
-                 bridge: str = "vmst0", sudo_user: str = SUDO_USER):
+                 bridge: str = "vmst0", sudo_user: str = SUDO_USER, private_home: bool = False,
+                 log_level: str = "INFO"):
+        """``private_home``: each sshd sees a fresh /root made from /etc/skel (a mount namespace of its own).
+
+        This machine's /root/.bashrc runs ``pyenv init`` (about 0.5 s), and bash sources it for every command
+        sshd starts; a real host's stock .bashrc returns at once when not interactive. The benchmark needs
+        that stock behaviour; tests that look at the shared /root keep the default.
+        ``log_level``: sshd's LogLevel (VERBOSE logs one line per session: the benchmark counts them).
+        """
         self.wiring = netns.Wiring(prefix, subnet, bridge)
         self.count, self.sudo_user = count, sudo_user
+        self.private_home, self.log_level = private_home, log_level
         self.sudo_password = ""
         self.hosts: list[SshdHost] = []
         self.workdir = Path()
@@ -154,14 +163,20 @@ class SshdHostSet:
         (hostdir / "root").mkdir(parents=True)
         key = generate_ed25519(hostdir / "ssh_host_ed25519_key", f"root@{name}")
         host = SshdHost(index, name, self.wiring.address(index), 22, hostdir / "root", key)
-        (hostdir / "sshd_config").write_text(_sshd_config(host, self.workdir / "authorized_keys"))
+        (hostdir / "sshd_config").write_text(_sshd_config(host, self.workdir / "authorized_keys")
+                                             + f"LogLevel {self.log_level}\n")
         return host
 
     def _start_daemon(self, index: int) -> None:
         hostdir = self.workdir / self.hosts[index].name
         name = self.hosts[index].name
         # its own UTS namespace too, so that `hostname` on the host answers the host's name
-        argv = ["ip", "netns", "exec", name, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name,
+        namespaces, inner, extra = ["--uts"], 'hostname "$0" && exec "$@"', []
+        if self.private_home:
+            namespaces += ["--mount", "--propagation", "private"]
+            inner = 'hostname "$0" && mount --bind "$1" /root && shift && exec "$@"'
+            extra = [str(_stock_home(hostdir / "home"))]
+        argv = ["ip", "netns", "exec", name, "unshare", *namespaces, "sh", "-c", inner, name, *extra,
                 SSHD, "-D", "-f", str(hostdir / "sshd_config"), "-E", str(hostdir / "sshd.log")]
         self._daemons[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                 stderr=subprocess.DEVNULL, start_new_session=True)
@@ -194,6 +209,14 @@ class SshdHostSet:
         daemon = self._daemons.pop(index, None)
         if daemon is not None:
             daemon.wait(timeout=5)
+
+
+def _stock_home(home: Path) -> Path:
+    """A root home as Debian makes it (``/etc/skel``), mode 0700."""
+    if not home.exists():
+        shutil.copytree("/etc/skel", home, symlinks=True)
+        home.chmod(0o700)
+    return home
 
 
 def _sshd_config(host: SshdHost, authorized_keys: Path) -> str:

@@ -1,0 +1,126 @@
+"""Figures -> medians, ranges, ratios against the targets, and the Markdown table.
+
+A record is one measured process run (a tool's first or no-op run at one N, the
+paramiko floor, or ``vmstation --help``). Ratios are taken between medians of
+the same batch: figures drift between batches on shared machines.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+KINDS = ("first", "noop")
+
+
+@dataclass(frozen=True)
+class Stats:
+    runs: int
+    median: float
+    low: float
+    high: float
+    cpu_per_host_ms: float
+    per_host: tuple[float, float, float]   # connections, commands, sftp sessions per host (median run)
+    failures: int
+
+
+def summarise(records: list[dict]) -> dict[tuple[str, int, str], Stats]:
+    """(tool, N, kind) -> Stats over the runs of that cell."""
+    cells: dict[tuple[str, int, str], list[dict]] = {}
+    for record in records:
+        cells.setdefault((record["tool"], record["n"], record["kind"]), []).append(record)
+    return {key: _stats(rows) for key, rows in cells.items()}
+
+
+def targets(summary: dict, n: int = 30, large: int = 100) -> list[dict]:
+    """Each target of the issue: what was measured, the goal, met or not."""
+    def median(tool: str, kind: str, at: int = n) -> float | None:
+        cell = summary.get((tool, at, kind))
+        return cell.median if cell and not cell.failures else None
+
+    vm_noop, vm_first = median("vmstation", "noop"), median("vmstation", "first")
+    rows = [
+        _ratio(f"no-op N={n}: vmstation / paramiko floor", vm_noop, median("floor", "floor"), "<=", 1.5),
+        _ratio(f"no-op N={n}: pyinfra / vmstation", median("pyinfra", "noop"), vm_noop, ">=", 3.0),
+        _ratio(f"no-op N={n}: plain Fabric / vmstation", median("fabric", "noop"), vm_noop, ">=", 1.8),
+        _ratio(f"first run N={n}: pyinfra / vmstation", median("pyinfra", "first"), vm_first, ">=", 2.5),
+        _ratio(f"no-op N={large} / no-op N={n} (vmstation)", median("vmstation", "noop", large) if large > n else None,
+               vm_noop, "<", 3.0),
+        _value("`vmstation --help` seconds", median("help", "help", 0), "<", 0.25),
+    ]
+    for kind, want in (("noop", (1, 1, 0)), ("first", (1, 2, 1))):
+        cells = [cell for (tool, _, k), cell in summary.items() if tool == "vmstation" and k == kind]
+        seen = sorted({cell.per_host for cell in cells})
+        rows.append({"target": f"vmstation {kind} per host: connections, commands, SFTP sessions = {want}",
+                     "measured": ", ".join(str(tuple(round(v, 2) for v in s)) for s in seen) or "n/a",
+                     "met": bool(seen) and all(s == tuple(float(v) for v in want) for s in seen)})
+    return rows
+
+
+def markdown(summary: dict, tools: list[str], sizes: list[int], rows: list[dict], context: list[str]) -> str:
+    """The results as Markdown: context lines, wall-time table, per-host table, targets."""
+    out = ["# Benchmark results", "", *context, "",
+           "## Whole-process wall seconds: median (min-max), first run / no-op run", "",
+           "| tool | " + " | ".join(f"N={n}" for n in sizes) + " |",
+           "|---|" + "---|" * len(sizes)]
+    for tool in tools:
+        out.append(f"| {tool} | " + " | ".join(_both(summary, tool, n) for n in sizes) + " |")
+    out.append("| paramiko floor (connect + auth + `true`) | "
+               + " | ".join(_cell(summary.get(("floor", n, "floor"))) for n in sizes) + " |")
+    out += ["", "## Per host: controller CPU ms, and connections / commands / SFTP sessions (sshd's log)", "",
+            "| tool | " + " | ".join(f"N={n} first" for n in sizes) + " | "
+            + " | ".join(f"N={n} no-op" for n in sizes) + " |",
+            "|---|" + "---|" * (2 * len(sizes))]
+    for tool in tools:
+        cells = [_per_host(summary.get((tool, n, kind))) for kind in KINDS for n in sizes]
+        out.append(f"| {tool} | " + " | ".join(cells) + " |")
+    out += ["", "## Targets (ratios of medians from this one run)", "", "| target | measured | met |", "|---|---|---|"]
+    out += [f"| {r['target']} | {r['measured']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def _stats(rows: list[dict]) -> Stats:
+    good = [r for r in rows if r["ok"]] or rows
+    walls = [r["wall"] for r in good]
+    middle = sorted(good, key=lambda r: r["wall"])[len(good) // 2]
+    sessions = middle.get("sessions") or []
+    per_host = tuple(statistics.fmean(s[i] for s in sessions) if sessions else 0.0 for i in range(3))
+    hosts = max(1, middle["n"])
+    return Stats(len(rows), statistics.median(walls), min(walls), max(walls),
+                 1000 * statistics.median(r["cpu"] for r in good) / hosts, per_host,
+                 sum(not r["ok"] for r in rows))
+
+
+def _ratio(name: str, top: float | None, bottom: float | None, op: str, goal: float) -> dict:
+    if top is None or bottom is None:
+        return {"target": f"{name} {op} {goal}", "measured": "not measured", "met": False}
+    value = top / bottom
+    return {"target": f"{name} {op} {goal}", "measured": f"{value:.2f} ({top:.2f} s / {bottom:.2f} s)",
+            "met": value <= goal if op == "<=" else value < goal if op == "<" else value >= goal}
+
+
+def _value(name: str, value: float | None, op: str, goal: float) -> dict:
+    if value is None:
+        return {"target": f"{name} {op} {goal}", "measured": "not measured", "met": False}
+    return {"target": f"{name} {op} {goal}", "measured": f"{value:.3f}", "met": value < goal}
+
+
+def _both(summary: dict, tool: str, n: int) -> str:
+    first, noop = summary.get((tool, n, "first")), summary.get((tool, n, "noop"))
+    if first is None and noop is None:
+        return "not run"
+    return f"{_cell(first)} / {_cell(noop)}"
+
+
+def _cell(stats: Stats | None) -> str:
+    if stats is None:
+        return "-"
+    failed = f" ({stats.failures} FAILED)" if stats.failures else ""
+    return f"{stats.median:.2f} ({stats.low:.2f}-{stats.high:.2f}){failed}"
+
+
+def _per_host(stats: Stats | None) -> str:
+    if stats is None:
+        return "-"
+    connections, commands, sftp = stats.per_host
+    return f"{stats.cpu_per_host_ms:.0f} ms, {connections:g}/{commands:g}/{sftp:g}"
