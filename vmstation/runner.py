@@ -25,7 +25,7 @@ from vmstation.execute import PhaseOutcome, run_phase_on_host
 from vmstation.graph import Graph, Phase
 from vmstation.inventory import Host
 from vmstation.journal import Journal
-from vmstation.transport import HostConnection, SshOptions
+from vmstation.transport import HostConnection, SshOptions, warm_up
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
     phases = graph.order(options.target, options.only, options.start_from)
     journal = Journal.for_inventory(run_ctx.inventory.path, options.target, plan=options.plan)
     finished = journal.last_finished() if options.resume else set()
-    pool = ConnectionPool(options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts), run_ctx)
+    ssh = options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts)
+    pool = ConnectionPool(ssh, run_ctx)
+    warm_up(ssh)
     run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
     run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
     result = RunResult(options.target, journal_path=str(journal.path))

@@ -33,9 +33,15 @@ def render_string(source: str, **values) -> str:
     import jinja2
 
     try:
-        return _environment(str(TEMPLATE_DIR)).from_string(source).render(**values)
+        return _compiled(source).render(**values)
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"inline template: {exc.message}") from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str):
+    """Compiling costs milliseconds; a template rendered for every host is compiled once."""
+    return _environment(str(TEMPLATE_DIR)).from_string(source)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,11 +15,13 @@ agent), but three of its defaults are wrong for us and are replaced here:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
 import shlex
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -92,12 +94,12 @@ class HostConnection:
 
         remaining = max(1.0, options.deadline - (time.monotonic() - started))
         sock = _open_socket(host, min(CONNECT_TIMEOUT, remaining))
-        config = fabric.Config(runtime_ssh_path=options.ssh_config) if options.ssh_config else None
         connect_kwargs = {"sock": sock, "banner_timeout": remaining, "auth_timeout": remaining}
         if host.ssh_key:
             connect_kwargs["key_filename"] = os.path.expanduser(host.ssh_key)
-        conn = fabric.Connection(host.address, user=host.ssh_user, port=host.ssh_port,
-                                 config=config, connect_kwargs=connect_kwargs)
+        with _FABRIC_CONFIG_LOCK:  # Invoke's Config merges lazily and is not safe to read from two threads
+            conn = fabric.Connection(host.address, user=host.ssh_user, port=host.ssh_port,
+                                     config=_fabric_config(options.ssh_config), connect_kwargs=connect_kwargs)
         _check_host_keys(conn.client, host, options)
         try:
             conn.open()
@@ -234,13 +236,55 @@ def _open_socket(host: Host, timeout: float) -> socket.socket:
     return sock
 
 
+def warm_up(options: SshOptions) -> None:
+    """Import and load what connecting needs once, before worker threads start (they would queue on locks)."""
+    import encodings.idna  # noqa: F401  (socket.create_connection imports it on first use)
+
+    import tenacity  # noqa: F401
+
+    _fabric_config(options.ssh_config)
+
+
+_FABRIC_CONFIG_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _fabric_config(ssh_config: str | None):
+    """One Fabric Config per run: each new one reads every ssh_config file again."""
+    import fabric
+
+    return fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
+
+
 def _check_host_keys(client, host: Host, options: SshOptions) -> None:
-    """Replace Fabric's AutoAddPolicy: known keys only, new ones only when asked, and recorded."""
+    """Replace Fabric's AutoAddPolicy: known keys only, new ones only when asked, and recorded.
+
+    known_hosts is parsed once per run; each client gets only the entries for its own host.
+    """
     known_hosts = os.path.expanduser(options.known_hosts)
-    if os.path.exists(known_hosts):
-        client.load_host_keys(known_hosts)
+    name = host.address if host.ssh_port == 22 else f"[{host.address}]:{host.ssh_port}"
+    for key_type, key in (_parsed_known_hosts(known_hosts).lookup(name) or {}).items():
+        client.get_host_keys().add(name, key_type, key)
     client.set_missing_host_key_policy(_TrustNewPolicy(known_hosts) if options.trust_new_host_keys
                                        else _RejectPolicy(host, known_hosts))
+
+
+def _parsed_known_hosts(path: str):
+    import paramiko
+
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return paramiko.HostKeys()
+    return _parse_known_hosts(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_known_hosts(path: str, stamp: int):
+    """Keyed by modification time too: a key recorded by --trust-new-host-keys is seen by later connections."""
+    import paramiko
+
+    return paramiko.HostKeys(path)
 
 
 class _RejectPolicy:
