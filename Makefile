@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := openssh-server iproute2 sudo systemd-container mmdebstrap prometheus containerd systemd
+APT_PACKAGES := openssh-server iproute2 procps sudo systemd-container mmdebstrap prometheus containerd systemd
 
 .PHONY: test unit deps venv test-vagrant demo demo-down bench lint
 
@@ -20,19 +20,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The real test hosts need a few Debian packages (root only; skipped tests say so otherwise).
-# prometheus and containerd only lend their tools (promtool, containerd config dump) to the config
-# tests; policy-rc.d keeps their services from starting while they install.
+# prometheus and containerd only lend their tools (promtool, containerd config dump) to the config tests.
 deps:
-	@if [ "$$(id -u)" = 0 ]; then \
-	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then \
-	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	    rc=$$?; rm -f /usr/sbin/policy-rc.d; [ $$rc = 0 ] || exit $$rc; \
-	  fi; \
-	else echo "not root: box and sshd-host tests will be skipped"; fi
+	bash tests/install-packages.sh $(APT_PACKAGES)
 
+VAGRANT_PACKAGES := vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs
+
+# Full VMs: public boxes on a workstation; VMSTATION_VAGRANT_LOCAL=1 builds a local box (see tests/vagrant/README.md).
 test-vagrant: deps venv
+	bash tests/install-packages.sh --with-recommends $(VAGRANT_PACKAGES)
 	bash tests/vagrant/run.sh
 
 demo: deps venv
