@@ -11,14 +11,13 @@ old ones or the new ones, never half-written.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from vmstation import facts as facts_mod
+from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, HostError, Unsupported
 from vmstation.operations import CHANGE, SKIP, Operation, Step
@@ -138,18 +137,7 @@ def apply(steps: list[Step], ctx: HostContext) -> None:
 
 def write_local_atomically(path: str, content: bytes, mode: int) -> None:
     """Write a file on the operator's machine: temp file in the same directory, mode set, rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".vmstation-", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, content, mode)
 
 
 def _upload(steps: list[Step], staging: str | None, ctx: HostContext) -> dict[int, str]:

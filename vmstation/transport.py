@@ -216,6 +216,21 @@ def _session_errors(host: Host) -> Iterator[None]:
         raise ConnectError(host.name, f"SSH session failed: {reason}") from exc
 
 
+def ssh_answers(address: str, port: int = 22, connect_timeout: float = 1.0, read_timeout: float = 2.0) -> bool:
+    """Whether an SSH server sends its banner at ``address:port``: a host is up when this is true."""
+    from vmstation.netguard import refusal
+
+    refused = refusal(address)
+    if refused:
+        raise ConnectError(address, refused)
+    try:
+        with socket.create_connection((address, port), timeout=connect_timeout) as conn:
+            conn.settimeout(read_timeout)
+            return conn.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def _exec(channel, command: str) -> str:
     channel.exec_command(command)
     return ""

@@ -50,8 +50,8 @@ UNIT_DIR = "/etc/systemd/system"
 IDLE_UNIT = "vmstation-idle-check"
 WATCH_UNIT = "vmstation-sleep-watch"
 SLEEP_REQUEST = "vmstation.io/sleep-requested"
-MODULES = ("__init__.py", "errors.py", "netguard.py", "power/__init__.py", "power/idle.py", "power/jellyfin.py",
-           "power/sleep_state.py")
+MODULES = ("__init__.py", "atomic.py", "errors.py", "netguard.py", "power/__init__.py", "power/idle.py",
+           "power/jellyfin.py", "power/sleep_state.py")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DRAIN_TIMEOUT = 300
 READY_TIMEOUT = 600

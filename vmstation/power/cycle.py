@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import time
 from dataclasses import dataclass
 
 from vmstation.errors import InputError, InventoryError
+from vmstation.transport import ssh_answers
 
 STAY_AWAKE = 4
 DOWN_TIMEOUT = 180.0
@@ -269,16 +269,6 @@ def wait_until_down(host, timeout: float) -> float | None:
             return clock.elapsed
         time.sleep(POLL)
     return None
-
-
-def ssh_answers(address: str, port: int) -> bool:
-    """Whether an SSH server sends its banner at ``address:port``."""
-    try:
-        with socket.create_connection((address, port), timeout=1.0) as conn:
-            conn.settimeout(2.0)
-            return conn.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def format_wake_times(targets, awake: dict) -> str:

@@ -29,7 +29,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
+from vmstation.atomic import write_atomically
 from vmstation.errors import InputError, VmstationError
 from vmstation.power.jellyfin import JellyfinClient, active_playback, parse_date
 
@@ -229,21 +229,9 @@ def load_state(path: str | os.PathLike) -> IdleState:
 
 
 def save_state(path: str | os.PathLike, state: IdleState) -> None:
-    """Write to a temporary file beside ``path``, fsync, rename: a crash leaves the old or the new file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Written atomically: a crash leaves the old or the new file."""
     since = _iso(state.idle_since) if state.idle_since else None
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"idle_since": since}, handle)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (json.dumps({"idle_since": since}) + "\n").encode())
 
 
 # ---------------------------------------------------------------------------

@@ -30,11 +30,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from vmstation.atomic import write_atomically
 from vmstation.errors import InputError
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -155,19 +155,8 @@ def load(path: str | os.PathLike) -> SleepState | None:
 
 
 def save(path: str | os.PathLike, state: SleepState) -> None:
-    """Temporary file beside ``path``, fsync, rename: a crash leaves the old record or the new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(dumps(state))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Written atomically: a crash leaves the old record or the new one."""
+    write_atomically(path, dumps(state).encode())
 
 
 def _workload(value, where: str, index: int) -> Workload:

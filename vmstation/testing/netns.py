@@ -19,12 +19,12 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmstation import transport
 from vmstation.testing import HarnessError
 from vmstation.testing.commands import run
 
@@ -118,13 +118,8 @@ def pids_in(netns: str) -> list[int]:
 
 
 def ssh_answers(address: str, port: int = 22) -> bool:
-    """Whether an SSH server sends its banner at ``address:port`` (a host is up when this is true)."""
-    try:
-        with socket.create_connection((address, port), timeout=0.2) as conn:
-            conn.settimeout(1.0)
-            return conn.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
+    """Whether an SSH server sends its banner at ``address:port``, with the short waits a harness polls with."""
+    return transport.ssh_answers(address, port, connect_timeout=0.2, read_timeout=1.0)
 
 
 def kill_all_in(netns: str, grace: float = 5.0) -> None:
