@@ -1,0 +1,94 @@
+"""Commands: guarded commands, checks and bounded waits, preflight notices."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from vmstation.operations.base import CHANGE, CHECK, OK, WARN, Operation, Step, sh
+
+@dataclass(frozen=True)
+class Command(Operation):
+    """A command run only when its guard says so (``creates``/``removes`` a path, ``unless``/``onlyif`` a test)."""
+
+    script: str
+    description: str
+    creates: str | None = None
+    removes: str | None = None
+    unless: str | None = None
+    onlyif: str | None = None
+    when_changed: tuple[str, ...] = ()  # run only if one of these labels changed in this phase
+
+    @property
+    def label(self) -> str:
+        return f"run {self.description}"
+
+    def probe(self, detail: bool) -> str:
+        checks = []
+        if self.creates:
+            checks.append(sh("[ -e {} ] && echo creates-exists", self.creates))
+        if self.removes:
+            checks.append(sh("[ -e {} ] || echo removes-absent", self.removes))
+        if self.unless:
+            checks.append(f"( {self.unless} ) >/dev/null 2>&1 && echo unless-true")
+        if self.onlyif:
+            checks.append(f"( {self.onlyif} ) >/dev/null 2>&1 || echo onlyif-false")
+        return "; ".join(checks) + "; true" if checks else "true"
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        words = set(fact.split())
+        reasons = {"creates-exists": f"{self.creates} exists", "removes-absent": f"{self.removes} absent",
+                   "unless-true": "already so (unless-check passed)",
+                   "onlyif-false": "not needed (onlyif-check failed)"}
+        for word, reason in reasons.items():
+            if word in words:
+                return Step(self.label, OK, reason)
+        triggers = sorted(set(self.when_changed) & changed)
+        if self.when_changed and not triggers:
+            return Step(self.label, OK, "nothing it depends on changed")
+        reason = (", ".join(triggers) + " changed") if triggers else \
+            "guard says run" if self.probe(False) != "true" else "always"
+        return Step(self.label, CHANGE, reason, commands=(self.script,))
+
+
+@dataclass(frozen=True)
+class Check(Operation):
+    """Runs every time and changes nothing: a bounded wait, a verification, a value captured for later phases."""
+
+    script: str
+    description: str
+    capture: str | None = None
+    secret: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"check {self.description}"
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        return Step(self.label, CHECK, self.description, commands=(self.script,), capture=self.capture,
+                    secret=self.secret)
+
+
+def wait_until(test: str, description: str, timeout: int = 300, interval: int = 5, show: str = "") -> Check:
+    """A bounded wait on the host: retry ``test`` until it passes; print ``show`` each time while waiting."""
+    timed_out = shlex.quote(f"timed out after {timeout}s: {description}")
+    script = (f"vms_end=$(( $(date +%s) + {int(timeout)} )); "
+              f"until ( {test} ) >/dev/null 2>&1; do "
+              f"if [ $(date +%s) -ge $vms_end ]; then echo {timed_out} >&2; "
+              f"{show + ' >&2;' if show else ''} exit 1; fi; "
+              f"{show + ';' if show else ''} sleep {int(interval)}; done")
+    return Check(script, f"wait for {description} (up to {timeout}s)")
+
+
+@dataclass(frozen=True)
+class Notice(Operation):
+    """A preflight warning shown in the plan and the summary (a version below what upstream supports)."""
+
+    message: str
+
+    @property
+    def label(self) -> str:
+        return "warning"
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        return Step(self.label, WARN, self.message)
