@@ -7,7 +7,6 @@ and exit codes belong to the callers. Nothing here is specific to click.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +97,3 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
             continue
         if not host.is_root and host.become_password:
             run_ctx.secret(host.become_password)
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
-

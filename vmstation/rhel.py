@@ -50,7 +50,6 @@ class ManagedFile:
     path: str
     template: str
     mode: str
-    families: tuple[str, ...] = ("rhel", "debian", "other")
 
 
 # What deploy-rke2 writes, with the mode each must have. config.yaml is 0600 because it may carry the

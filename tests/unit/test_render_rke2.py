@@ -76,9 +76,8 @@ def test_config_yaml_is_written_0600_because_it_may_hold_the_token():
     files = {f.path: f for f in rhel.RKE2_HOST_FILES}
     assert files["/etc/rancher/rke2/config.yaml"].mode == "0600"
     assert files["/etc/rancher/rke2/config.yaml"].template == "rke2/config.yaml.j2"
-    # The other files hold nothing secret; the NetworkManager one is written on every OS family.
+    # The other files hold nothing secret.
     assert {f.mode for f in rhel.RKE2_HOST_FILES if f.template != "rke2/config.yaml.j2"} == {"0644"}
-    assert files["/etc/NetworkManager/conf.d/rke2-canal.conf"].families == ("rhel", "debian", "other")
 
 
 def test_selinux_only_on_the_rhel_family(homelab):
