@@ -59,6 +59,10 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
+    if not plan:
+        from vmstation.offline import preflight
+
+        preflight(inventory, target, limit, values)
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
                          resume=resume, forks=forks,
                          ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),

@@ -32,26 +32,46 @@ def assumed_facts(os_family: str) -> HostFacts:
 
 
 def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
-    from vmstation.targets import build_graph
-
-    run_ctx = RunContext(inventory, plan=True, offline=True)
     written, notes = [], []
-    for phase in build_graph().order(target):
-        for host in phase.select(inventory):
-            family = host.os_family or ("rhel" if inventory.cluster(host.cluster).kind == "rke2" else "debian")
-            ctx = HostContext(run_ctx, host, None, facts_source=lambda f=family: assumed_facts(f))
-            try:
-                operations = list(phase.operations(ctx))
-            except HostError as exc:
-                notes.append(f"{phase.name} @ {host.name}: not rendered: {exc.message}")
-                continue
-            for operation in operations:
-                if isinstance(operation, File):
-                    destination = out_dir / host.name / operation.path.lstrip("/")
-                    content = b"(secret: not rendered)\n" if operation.secret else operation.data
-                    write_local_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
-                    written.append(destination)
+    for phase, host, operations in operations_offline(inventory, target):
+        if isinstance(operations, HostError):
+            notes.append(f"{phase.name} @ {host.name}: not rendered: {operations.message}")
+            continue
+        for operation in operations:
+            if isinstance(operation, File):
+                destination = out_dir / host.name / operation.path.lstrip("/")
+                content = b"(secret: not rendered)\n" if operation.secret else operation.data
+                write_local_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
+                written.append(destination)
     notes.insert(0, "Rendered without contacting any host; facts assumed per OS family: "
                  + "; ".join(f"{k}: {v['os_release']['PRETTY_NAME']}" for k, v in ASSUMED.items()))
     write_local_atomically(str(out_dir / "ASSUMPTIONS.txt"), ("\n".join(notes) + "\n").encode(), 0o644)
     return written
+
+
+def preflight(inventory, target: str, limit=(), values: dict | None = None) -> None:
+    """Render and check every file of ``target`` before any host is touched.
+
+    A template that does not render or a config that fails its check (kubeadm fields, containerd's
+    SystemdCgroup section, Kubernetes schemas, RKE2 keys) raises InputError here, so that bad input stops
+    the run with nothing changed anywhere, not half-way through a phase on some hosts.
+    """
+    for _phase, _host, _operations in operations_offline(inventory, target, limit, values):
+        pass
+
+
+def operations_offline(inventory, target: str, limit=(), values: dict | None = None):
+    """``(phase, host, operations or the HostError that stopped them)`` for every phase and host, no SSH."""
+    from vmstation.targets import build_graph
+
+    run_ctx = RunContext(inventory, plan=True, offline=True, values={**(values or {}), "limit": tuple(limit)})
+    for phase in build_graph().order(target):
+        for host in phase.select(inventory):
+            if limit and host.name not in limit:
+                continue
+            family = host.os_family or ("rhel" if inventory.cluster(host.cluster).kind == "rke2" else "debian")
+            ctx = HostContext(run_ctx, host, None, facts_source=lambda f=family: assumed_facts(f))
+            try:
+                yield phase, host, list(phase.operations(ctx))
+            except HostError as exc:
+                yield phase, host, exc
