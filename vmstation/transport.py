@@ -21,7 +21,6 @@ import os
 import select
 import shlex
 import socket
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -97,9 +96,8 @@ class HostConnection:
         connect_kwargs = {"sock": sock, "banner_timeout": remaining, "auth_timeout": remaining}
         if host.ssh_key:
             connect_kwargs["key_filename"] = os.path.expanduser(host.ssh_key)
-        with _FABRIC_CONFIG_LOCK:  # Invoke's Config merges lazily and is not safe to read from two threads
-            conn = fabric.Connection(host.address, user=host.ssh_user, port=host.ssh_port,
-                                     config=_fabric_config(options.ssh_config), connect_kwargs=connect_kwargs)
+        conn = fabric.Connection(host.address, user=host.ssh_user, port=host.ssh_port,
+                                 config=_fabric_config(options.ssh_config), connect_kwargs=connect_kwargs)
         _check_host_keys(conn.client, host, options)
         try:
             conn.open()
@@ -257,18 +255,23 @@ def warm_up(options: SshOptions) -> None:
 
     import tenacity  # noqa: F401
 
-    _fabric_config(options.ssh_config)
+    _parsed_ssh_config(options.ssh_config)
 
 
-_FABRIC_CONFIG_LOCK = threading.Lock()
+def _fabric_config(ssh_config: str | None):
+    """A Config of its own for each connection (Invoke's Config is not safe to share between threads),
+    over ssh_config files parsed once per run."""
+    import fabric
+
+    return fabric.Config(ssh_config=_parsed_ssh_config(ssh_config))
 
 
 @functools.lru_cache(maxsize=8)
-def _fabric_config(ssh_config: str | None):
-    """One Fabric Config per run: each new one reads every ssh_config file again."""
+def _parsed_ssh_config(path: str | None):
+    """The user's (or the given) ssh_config files, parsed once: a read-only paramiko SSHConfig."""
     import fabric
 
-    return fabric.Config(runtime_ssh_path=ssh_config) if ssh_config else fabric.Config()
+    return (fabric.Config(runtime_ssh_path=path) if path else fabric.Config()).base_ssh_config
 
 
 def _check_host_keys(client, host: Host, options: SshOptions) -> None:
