@@ -226,9 +226,9 @@ def inventory_import(hosts_yml, out_path):
     if out_path == "-":
         click.echo(text, nl=False)
     else:
-        from vmstation.execute import write_local_atomically
+        from vmstation.atomic import write_atomically
 
-        write_local_atomically(out_path, text.encode(), 0o644)
+        write_atomically(out_path, text.encode(), 0o644)
         click.echo(f"wrote {out_path}")
 
 

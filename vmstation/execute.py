@@ -132,21 +132,16 @@ def apply(steps: list[Step], ctx: HostContext) -> None:
                 ctx.run.values[step.capture] = output.strip()
     for step in steps:
         for write in step.local_writes:
-            write_local_atomically(write.path, write.content, write.mode)
-
-
-def write_local_atomically(path: str, content: bytes, mode: int) -> None:
-    """Write a file on the operator's machine: temp file in the same directory, mode set, rename."""
-    write_atomically(path, content, mode)
+            write_atomically(write.path, write.content, write.mode)
 
 
 def _upload(steps: list[Step], staging: str | None, ctx: HostContext) -> dict[int, str]:
+    """Every upload into the staging directory; returns each upload's file name there."""
     staged: dict[int, str] = {}
     for step in steps:
         for upload in step.uploads:
-            name = f"{staging}/{len(staged)}"
-            ctx.connection.upload(upload.content, name)
-            staged[id(upload)] = name
+            staged[id(upload)] = str(len(staged))
+            ctx.connection.upload(upload.content, f"{staging}/{staged[id(upload)]}")
     return staged
 
 
@@ -161,7 +156,7 @@ def _apply_script(steps: list[Step], staged: dict[int, str], staging: str | None
     for index, step in enumerate(steps):
         lines.append(f"echo '{facts_mod.MARKER}-{token} {index}'")
         for upload in step.uploads:
-            lines.append(f"vms_place \"$vms_staging\"/{shlex.quote(staged[id(upload)].rsplit('/', 1)[1])} "
+            lines.append(f"vms_place \"$vms_staging\"/{staged[id(upload)]} "
                          + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group)))
         lines.extend(step.commands)
     lines.append(f"echo '{facts_mod.MARKER}-{token} {len(steps)}'")
@@ -188,4 +183,4 @@ def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(kept) or "no output"
 
 
-__all__ = ["PhaseOutcome", "run_phase_on_host", "decide", "decide_steps", "apply", "write_local_atomically"]
+__all__ = ["PhaseOutcome", "run_phase_on_host", "decide", "decide_steps", "apply"]

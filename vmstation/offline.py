@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import HostError
-from vmstation.execute import write_local_atomically
+from vmstation.atomic import write_atomically
 from vmstation.facts import HostFacts
 from vmstation.operations import File
 
@@ -41,11 +41,11 @@ def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
             if isinstance(operation, File):
                 destination = out_dir / host.name / operation.path.lstrip("/")
                 content = b"(secret: not rendered)\n" if operation.secret else operation.data
-                write_local_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
+                write_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
                 written.append(destination)
     notes.insert(0, "Rendered without contacting any host; facts assumed per OS family: "
                  + "; ".join(f"{k}: {v['os_release']['PRETTY_NAME']}" for k, v in ASSUMED.items()))
-    write_local_atomically(str(out_dir / "ASSUMPTIONS.txt"), ("\n".join(notes) + "\n").encode(), 0o644)
+    write_atomically(str(out_dir / "ASSUMPTIONS.txt"), ("\n".join(notes) + "\n").encode(), 0o644)
     return written
 
 

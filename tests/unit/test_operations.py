@@ -393,7 +393,7 @@ def test_fetch_absent_remote_is_skipped(tmp_path):
 
 
 def test_fetch_transforms_and_writes_locally_0600_then_is_ok(tmp_path):
-    from vmstation.execute import write_local_atomically
+    from vmstation.atomic import write_atomically
 
     remote = tmp_path / "rke2.yaml"
     remote.write_text("server: https://127.0.0.1:6443\n")
@@ -403,7 +403,7 @@ def test_fetch_transforms_and_writes_locally_0600_then_is_ok(tmp_path):
     assert step.status == CHANGE and step.secret and not step.runs_remotely
     (write,) = step.local_writes
     assert (write.content, write.mode) == (b"server: https://10.77.5.2:6443\n", 0o600)
-    write_local_atomically(write.path, write.content, write.mode)
+    write_atomically(write.path, write.content, write.mode)
     assert local.stat().st_mode & 0o777 == 0o600
     assert op.decide(ask(op), NOTHING).status == OK
     local.chmod(0o644)
