@@ -25,6 +25,7 @@ from vmstation.execute import PhaseOutcome, run_phase_on_host
 from vmstation.graph import Graph, Phase
 from vmstation.inventory import Host
 from vmstation.journal import Journal
+from vmstation.templates import warm_up as warm_up_templates
 from vmstation.transport import HostConnection, SshOptions, warm_up
 
 
@@ -84,6 +85,7 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
     ssh = options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts)
     pool = ConnectionPool(ssh, run_ctx)
     warm_up(ssh)
+    warm_up_templates()
     run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
     run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
     result = RunResult(options.target, journal_path=str(journal.path))

@@ -28,6 +28,12 @@ def render(name: str, **values) -> str:
         raise TemplateError(f"template {exc.name or name!r} line {exc.lineno}: {exc.message}") from exc
 
 
+def warm_up() -> None:
+    """Import Jinja and build the environment once, before worker threads render (they would queue on the
+    import lock)."""
+    _environment(str(TEMPLATE_DIR))
+
+
 def render_string(source: str, **values) -> str:
     """Render a template given as text (used by the benchmark and tests)."""
     import jinja2
