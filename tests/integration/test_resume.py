@@ -8,12 +8,9 @@ is back, ``--resume`` runs only what did not finish (and the volatile phases).
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from vmstation import operations as op
 from vmstation.context import RunContext
@@ -24,16 +21,6 @@ from vmstation.transport import SshOptions
 
 DEADLINE = 3.0
 NO_LISTENER_PORT = 2222
-
-
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[object]:
-    if os.geteuid() != 0:
-        pytest.skip("sshd hosts need root: network namespaces, a bridge and sshd")
-    from vmstation.testing.sshd_hosts import SshdHostSet
-
-    with SshdHostSet(count=3, prefix="vmse", subnet="10.77.5.0/24", bridge="vmse0") as host_set:
-        yield host_set
 
 
 def inventory_of(hosts, directory: Path, extra: tuple[Host, ...] = ()) -> Inventory:

@@ -11,10 +11,8 @@ logs); a wrong password is a SudoError that does not carry it either.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +27,6 @@ from vmstation.runner import RunOptions, run
 from vmstation.secrets import Secret, SecretStore
 from vmstation.transport import SshOptions, connect
 from vmstation.testing.known_hosts import KnownHost, write_known_hosts
-
-
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[object]:
-    if os.geteuid() != 0:
-        pytest.skip("sshd hosts need root: network namespaces, a bridge and sshd")
-    from vmstation.testing.sshd_hosts import SshdHostSet
-
-    with SshdHostSet(count=2, prefix="vmse", subnet="10.77.5.0/24", bridge="vmse0") as host_set:
-        yield host_set
 
 
 def host_of(hosts, index: int, **fields) -> Host:
