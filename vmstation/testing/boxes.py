@@ -64,7 +64,7 @@ class Box:
     host_key: KeyPair
 
 
-class BoxSet:
+class BoxSet(netns.LockedHostSet):
     """Boxes named ``names``; a context manager (see the module docstring)."""
 
     def __init__(self, names: list[str], prefix: str = "vmsb", subnet: str = "10.77.2.0/24",
@@ -81,18 +81,6 @@ class BoxSet:
         self._stack = ExitStack()
 
     # -- the set -------------------------------------------------------------------
-
-    def __enter__(self) -> BoxSet:
-        self._stack.enter_context(netns.prefix_lock(self.wiring.prefix))
-        try:
-            self._set_up()
-        except BaseException:
-            self._tear_down()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._tear_down()
 
     def __getitem__(self, name: str) -> Box:
         return self.boxes[name]

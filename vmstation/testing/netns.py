@@ -190,3 +190,24 @@ def _links_with_prefix(prefix: str) -> list[str]:
 
 def _link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
+
+
+class LockedHostSet:
+    """The life of a set of test hosts: hold the prefix's lock, set up, and tear down whatever happens.
+
+    Subclasses set ``self.wiring`` and ``self._stack`` (an ExitStack closed by their ``_tear_down``) and
+    provide ``_set_up`` and ``_tear_down``.
+    """
+
+    def __enter__(self):
+        self._stack.enter_context(prefix_lock(self.wiring.prefix))
+        try:
+            self._set_up()
+        except BaseException:
+            self._tear_down()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._tear_down()
+

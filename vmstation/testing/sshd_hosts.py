@@ -47,7 +47,7 @@ class SshdHost:
     host_key: KeyPair
 
 
-class SshdHostSet:
+class SshdHostSet(netns.LockedHostSet):
     """N sshd hosts; a context manager (see the module docstring)."""
 
     def __init__(self, count: int = 3, prefix: str = "vmst", subnet: str = "10.77.1.0/24",
@@ -70,18 +70,6 @@ class SshdHostSet:
         self._stack = ExitStack()
 
     # -- the set -----------------------------------------------------------------
-
-    def __enter__(self) -> SshdHostSet:
-        self._stack.enter_context(netns.prefix_lock(self.wiring.prefix))
-        try:
-            self._set_up()
-        except BaseException:
-            self._tear_down()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._tear_down()
 
     def __getitem__(self, index: int) -> SshdHost:
         return self.hosts[index]
