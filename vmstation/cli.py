@@ -16,6 +16,9 @@ import click
 
 from vmstation import __version__
 
+inventory_option = click.option("--inventory", "-i", "inventory_path", metavar="PATH", envvar="VMSTATION_INVENTORY",
+                                default="hosts.toml", show_default=True, help="The inventory file.")
+
 TARGET_OPTIONS = [
     click.option("--plan", is_flag=True, help="Show every file diff and command per host and phase; change nothing."),
     click.option("--only", multiple=True, metavar="PHASE", help="Run only this phase (repeatable)."),
@@ -30,8 +33,7 @@ TARGET_OPTIONS = [
 def common_options(function):
     """--inventory, vault password and host-key options, on every command that reads the inventory."""
     for option in reversed([
-        click.option("--inventory", "-i", "inventory_path", metavar="PATH", envvar="VMSTATION_INVENTORY",
-                     default="hosts.toml", show_default=True, help="The inventory file."),
+        inventory_option,
         click.option("--vault-password-file", metavar="PATH", envvar="VMSTATION_VAULT_PASSWORD_FILE",
                      help="File holding the vault password (else $VMSTATION_VAULT_PASSWORD, else a prompt)."),
         click.option("--trust-new-host-keys", is_flag=True,
@@ -118,8 +120,7 @@ def reset(yes, limit, plan, inventory_path, vault_password_file, trust_new_host_
 @main.command()
 @click.argument("target")
 @click.option("--out", "out_dir", required=True, metavar="DIR", help="Where to write DIR/<host>/<path>.")
-@click.option("--inventory", "-i", "inventory_path", metavar="PATH", envvar="VMSTATION_INVENTORY",
-              default="hosts.toml", show_default=True, help="The inventory file.")
+@inventory_option
 @reports_input_errors
 def render(target, out_dir, inventory_path):
     """Write every file TARGET would put on each host into DIR, from the inventory alone (no SSH)."""
@@ -185,8 +186,7 @@ def inventory():
 
 
 @inventory.command("check")
-@click.option("--inventory", "-i", "inventory_path", default="hosts.toml", envvar="VMSTATION_INVENTORY",
-              show_default=True, metavar="PATH", help="The inventory file.")
+@inventory_option
 @reports_input_errors
 def inventory_check(inventory_path):
     """Load the inventory and check every rule; one line per problem, exit 2 if any."""
@@ -197,8 +197,7 @@ def inventory_check(inventory_path):
 
 
 @inventory.command("show")
-@click.option("--inventory", "-i", "inventory_path", default="hosts.toml", envvar="VMSTATION_INVENTORY",
-              show_default=True, metavar="PATH", help="The inventory file.")
+@inventory_option
 @reports_input_errors
 def inventory_show(inventory_path):
     """Print the hosts as a table."""

@@ -91,14 +91,6 @@ class BoxSet(netns.LockedHostSet):
     def __len__(self) -> int:
         return len(self.boxes)
 
-    @property
-    def known_hosts(self) -> Path:
-        return self.workdir / "known_hosts"
-
-    @property
-    def client_key(self) -> Path:
-        return self.workdir / "id_ed25519"
-
     def mac(self, name: str) -> str:
         return self.boxes[name].mac
 

@@ -195,8 +195,8 @@ def _link_exists(name: str) -> bool:
 class LockedHostSet:
     """The life of a set of test hosts: hold the prefix's lock, set up, and tear down whatever happens.
 
-    Subclasses set ``self.wiring`` and ``self._stack`` (an ExitStack closed by their ``_tear_down``) and
-    provide ``_set_up`` and ``_tear_down``.
+    Subclasses set ``self.wiring``, ``self.workdir`` and ``self._stack`` (an ExitStack closed by their
+    ``_tear_down``) and provide ``_set_up`` and ``_tear_down``.
     """
 
     def __enter__(self):
@@ -210,4 +210,14 @@ class LockedHostSet:
 
     def __exit__(self, *exc_info: object) -> None:
         self._tear_down()
+
+    @property
+    def known_hosts(self) -> Path:
+        """The set's known_hosts file: every host's own key."""
+        return self.workdir / "known_hosts"
+
+    @property
+    def client_key(self) -> Path:
+        """The private key every host of the set accepts."""
+        return self.workdir / "id_ed25519"
 

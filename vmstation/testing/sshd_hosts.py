@@ -80,14 +80,6 @@ class SshdHostSet(netns.LockedHostSet):
     def __iter__(self):
         return iter(self.hosts)
 
-    @property
-    def known_hosts(self) -> Path:
-        return self.workdir / "known_hosts"
-
-    @property
-    def client_key(self) -> Path:
-        return self.workdir / "id_ed25519"
-
     def stop(self, index: int) -> None:
         """Power a host off: every process in its namespace ends and its link goes down (no answer at all)."""
         self._kill_namespace(index)
