@@ -60,10 +60,13 @@ class Cluster:
     api_endpoint: str                      # "192.168.4.63:6443"
     cni: str                               # "flannel" (kubeadm) | "canal" (rke2)
     cri_socket: str = "unix:///var/run/containerd/containerd.sock"
-    containerd_source: str = "debian"      # "debian" | "docker" | "tarball" (kubeadm only)
+    containerd_source: str = "docker"      # "debian" | "docker" | "tarball" (kubeadm only)
     artifacts_dir: str | None = None       # air-gapped installs: directory on the operator's machine
-    firewall: str = "open-ports"           # "open-ports" | "disabled" (rke2 on RHEL: firewalld)
+    firewall: str = "disabled"             # "disabled" | "open-ports" (rke2 on RHEL: firewalld, see rke2 docs)
     dns_domain: str = "cluster.local"
+    selinux: bool = True                   # rke2: `selinux: true` in config.yaml on RHEL (needs rke2-selinux)
+    proxy_mode: str = "nftables"           # kubeadm: kube-proxy mode and Flannel's EnableNFTables together
+    accept_old_containerd: bool = False    # kubeadm: run a containerd below the floor for its Kubernetes
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ _VERSION_FORMS = {
     "kubeadm": (re.compile(r"^\d+\.\d+\.\d+\Z"), "a Kubernetes version like '1.29.15' (no leading 'v')"),
     "rke2": (re.compile(r"^v\d+\.\d+\.\d+\+rke2r\d+\Z"), "an RKE2 release like 'v1.29.15+rke2r1'"),
 }
+# Keys one cluster kind must not set (the other kind's): [clusters.X] with kind = "rke2" and proxy_mode is refused.
+_KIND_ONLY_KEYS = {"rke2": ("containerd_source", "proxy_mode", "accept_old_containerd"), "kubeadm": ("selinux",)}
 _TOP_KINDS = {"vault": "string", "known_hosts": "string", "defaults": "table", "power": "table",
               "clusters": "table", "hosts": "table"}
 _DEFAULT_KINDS = {"ssh_user": "string", "ssh_key": "string", "ssh_port": "integer", "known_hosts": "string"}
@@ -315,6 +320,10 @@ def _check_leaders(place: _Place, kind: str, members: tuple[Host, ...]) -> tuple
     if kind == "kubeadm" and len(leaders) > 1:
         names = ", ".join(h.name for h in leaders)
         raise place.error(f"kubeadm cluster has {len(leaders)} control planes ({names}); vmstation supports one")
+    if kind == "rke2" and len(leaders) % 2 == 0:
+        names = ", ".join(h.name for h in leaders)
+        raise place.error(f"rke2 cluster has {len(leaders)} servers ({names}); etcd needs an odd number "
+                          "(docs.rke2.io/install/ha): make one of them an agent, or add a server")
     return leaders
 
 
@@ -325,9 +334,11 @@ def _check_cluster_values(place: _Place, kind: str, values: dict, table: dict) -
     if values["cni"] != _KIND_DEFAULTS[kind]["cni"]:
         raise place.error(f"cni {values['cni']!r} is not supported for {kind} (use "
                           f"{_KIND_DEFAULTS[kind]['cni']!r})", "cni")
-    if kind == "rke2" and "containerd_source" in table:
-        raise place.error("rke2 brings its own containerd; containerd_source is for kubeadm clusters",
-                          "containerd_source")
+    for key in _KIND_ONLY_KEYS[kind]:
+        if key in table:
+            other = "kubeadm" if kind == "rke2" else "rke2"
+            brings = "rke2 brings its own containerd; " if key == "containerd_source" else ""
+            raise place.error(f"{brings}{key} is for {other} clusters", key)
     if values.get("containerd_source") == "tarball" and not values.get("artifacts_dir"):
         raise place.error("containerd_source 'tarball' needs artifacts_dir (where the release tarball is)",
                           "containerd_source")
@@ -541,7 +552,7 @@ _VALUE_RULES = {
     "apt_proxy": _http_url, "jellyfin_url": _http_url,
     "kind": _one_of("kubeadm", "rke2"), "sleep_method": _one_of("shutdown", "suspend"),
     "os_family": _one_of("debian", "rhel"), "containerd_source": _one_of("debian", "docker", "tarball"),
-    "firewall": _one_of("open-ports", "disabled"),
+    "firewall": _one_of("open-ports", "disabled"), "proxy_mode": _one_of("nftables", "iptables"),
     "ssh_user": _matching(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", "a user name"),
     "interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
     "wol_interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),

@@ -10,6 +10,7 @@ produce where it can run here.
 from __future__ import annotations
 
 import base64
+import datetime
 import dataclasses
 import hashlib
 import os
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmstation import facts as facts_mod
+from vmstation import facts as facts_mod, rhel
 from vmstation.context import HostContext, RunContext
-from vmstation.errors import InputError, Unsupported
+from vmstation.errors import InputError, InventoryError, Unsupported
 from vmstation.execute import PhaseOutcome, decide_steps, apply
 from vmstation.facts import HostFacts, parse_os_release
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, WARN, Command, Directory, Edit, Fetch, File,
@@ -50,7 +51,11 @@ RHEL10 = host_facts("rhel10", "Enforcing", {"/usr/sbin/firewalld", "/usr/sbin/ge
 DEBIAN12 = host_facts("debian12", None, {"/run/systemd/system"}, kernel="6.1.0-28-amd64")
 
 
+TODAY = datetime.date(2026, 11, 28)     # support notices depend on the date: plans are snapshotted on this one
+
+
 def context(inventory, host: str, facts: HostFacts, tmp_path: Path, **run_values) -> HostContext:
+    run_values.setdefault("today", TODAY)
     run = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", values=dict(run_values))
     return HostContext(run, inventory.host(host), None, facts_source=lambda: facts)
 
@@ -105,10 +110,70 @@ def check_snapshot(name: str, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", [p.name for p in build_graph().order("deploy-rke2")])
+@pytest.mark.parametrize("phase", [p.name for p in build_graph().order("deploy-rke2") if ".join-" not in p.name])
 def test_plan_of_a_fresh_rhel10_host_matches_its_snapshot(homelab, tmp_path, phase):
     outcome = planned(context(homelab, "homelab", RHEL10, tmp_path), phase)
     check_snapshot(f"rke2_{phase.split('.', 1)[1]}", plan_text(outcome, tmp_path))
+
+
+def topology(homelab, extra: dict[str, str]):
+    """The homelab's RKE2 cluster grown by ``extra`` hosts (name -> role), on 192.168.4.7x."""
+    hosts = list(homelab.hosts) + [dataclasses.replace(homelab.host("homelab"), name=name, roles=(role,),
+                                                       address=f"192.168.4.{70 + index}", mac=None)
+                                   for index, (name, role) in enumerate(extra.items())]
+    return dataclasses.replace(homelab, hosts=tuple(hosts))
+
+
+def cluster_plan(inventory, tmp_path) -> str:
+    """The deploy-rke2 plan of every host of the RKE2 cluster, phase by phase, as each fresh host answers."""
+    outcomes = []
+    for phase in build_graph().order("deploy-rke2"):
+        for host in build_graph().phases[phase.name].select(inventory):
+            outcomes.append(planned(context(inventory, host.name, RHEL10, tmp_path), phase.name))
+    return format_plan(outcomes, show_unchanged=True).replace(str(tmp_path), "<tmp>")
+
+
+@pytest.mark.parametrize("name, extra", [("one_server_one_agent", {"compute1": "agent"}),
+                                         ("three_servers", {"homelab2": "server", "homelab3": "server"})])
+def test_plan_of_a_grown_rke2_cluster_matches_its_snapshot(homelab, tmp_path, name, extra):
+    check_snapshot(f"rke2_cluster_{name}", cluster_plan(topology(homelab, extra), tmp_path))
+
+
+def test_joining_nodes_get_server_url_and_the_token_read_from_the_first_server(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    token = "K10" + "ab" * 32 + "::server:" + "cd" * 16
+    asked = []
+
+    def remote(host, script):
+        asked.append((host.name, script))
+        return token + "\n"
+
+    configs = {}
+    for name in ("compute1", "homelab2"):
+        ctx = context(inventory, name, RHEL10, tmp_path)
+        ctx.run.remote = remote
+        ctx.run.plan = False
+        configs[name] = next(op for op in rke2.join_configure(ctx) if isinstance(op, File))
+    assert {h for h, _ in asked} == {"homelab"} and all(token not in s for _, s in asked)
+    assert asked[0][1] == "if [ -s /var/lib/rancher/rke2/server/node-token ]; then " \
+                          "cat -- /var/lib/rancher/rke2/server/node-token; fi\n"
+    for name, role in (("compute1", "agent"), ("homelab2", "server")):
+        config = yaml.safe_load(configs[name].content)
+        assert (config["server"], config["token"]) == ("https://192.168.4.62:9345", token)
+        assert configs[name].secret and configs[name].mode == "0600"
+        assert ("cni" in config) is (role == "server")
+        step = configs[name].decide("absent\n", frozenset())
+        assert token not in step.diff and token not in repr(step.reason)
+    restart = [op for op in rke2.join_configure(ctx) if isinstance(op, Command)]
+    assert restart[0].script == "systemctl restart rke2-server.service"
+
+
+def test_a_join_before_the_first_server_has_a_token_stops_that_node(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent"})
+    ctx = context(inventory, "compute1", RHEL10, tmp_path)
+    ctx.run.remote, ctx.run.plan = (lambda host, script: ""), False
+    with pytest.raises(Unsupported, match="homelab has no /var/lib/rancher/rke2/server/node-token yet"):
+        list(rke2.join_configure(ctx))
 
 
 def test_rhel10_prep_installs_with_dnf_opens_firewalld_and_keeps_selinux_enforcing(homelab, tmp_path):
@@ -116,16 +181,25 @@ def test_rhel10_prep_installs_with_dnf_opens_firewalld_and_keeps_selinux_enforci
     commands = [c for s in outcome.steps for c in s.commands]
     assert "dnf install -y -q container-selinux" in commands
     assert f"dnf install -y kernel-modules-extra-{RHEL10_KERNEL}" in commands
-    firewall = next(c for c in commands if c.startswith("firewall-cmd"))
-    assert "--add-port=6443/tcp" in firewall and "--add-port=9345/tcp" in firewall and "--add-port=8472/udp" in firewall
-    assert "--zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16" in firewall
+    assert "if systemctl cat firewalld.service >/dev/null 2>&1; then systemctl disable --now firewalld.service; fi" \
+        in commands                                  # rke2-docs known issue: firewalld conflicts with Canal
     assert "nmcli connection modify eno1 802-3-ethernet.wake-on-lan magic" in commands
     assert any("systemctl disable --now nm-cloud-setup.service" in c for c in commands)
     labels = {s.label: s for s in outcome.steps}
     assert labels["file /etc/NetworkManager/conf.d/rke2-canal.conf"].status == CHANGE
     assert labels["edit /etc/selinux/config (line 'SELINUX=enforcing')"].status == OK
+    assert [s.reason for s in outcome.steps if s.status == WARN] == []
+
+
+def test_open_ports_keeps_firewalld_with_the_known_issue_said(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), firewall="open-ports")
+    inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
+    outcome = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
+    firewall = next(c for s in outcome.steps for c in s.commands if c.startswith("firewall-cmd"))
+    assert "--add-port=6443/tcp" in firewall and "--add-port=9345/tcp" in firewall and "--add-port=8472/udp" in firewall
+    assert "--zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16" in firewall
     warnings = [s.reason for s in outcome.steps if s.status == WARN]
-    assert len(warnings) == 1 and "v1.30 and later" in warnings[0]
+    assert len(warnings) == 1 and "firewalld conflicts with Canal" in warnings[0]
 
 
 def test_bridge_sysctls_wait_for_br_netfilter_loaded_in_the_same_phase(homelab, tmp_path):
@@ -145,11 +219,30 @@ def test_bridge_sysctls_wait_for_br_netfilter_loaded_in_the_same_phase(homelab, 
     assert [s.status for s in again.steps if s.label.startswith("sysctl net.bridge.")] == [OK, OK]
 
 
-def test_a_supported_rke2_version_carries_no_warning(homelab, tmp_path):
-    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.30.14+rke2r2")
+def test_a_release_without_el10_rpms_and_selinux_is_refused_as_bad_input(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.29.15+rke2r1")
     inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
-    outcome = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
-    assert [s for s in outcome.steps if s.status == WARN] == []
+    with pytest.raises(InventoryError) as caught:
+        list(rke2.system_prep(context(inventory, "homelab", RHEL10, tmp_path)))
+    message = str(caught.value)
+    assert message.startswith("hosts.toml: key 'clusters.rke2.version': RKE2 v1.29.15+rke2r1 publishes no RPMs "
+                              "and no SELinux policy (rke2-selinux) for RHEL 10")
+    assert "v1.35.0+rke2r1 or later" in message and "selinux = false" in message and "\n" not in message
+
+
+def test_selinux_false_installs_an_old_release_from_the_tarball_with_path_and_says_so(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.29.15+rke2r1", selinux=False)
+    inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
+    prep = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
+    warnings = [s.reason for s in prep.steps if s.status == WARN]
+    assert any("publishes no RPMs for RHEL 10" in w and "without SELinux labels" in w for w in warnings)
+    assert any("the 1.29 line left upstream support on 2025-02-28" in w for w in warnings)
+    ops = list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    assert [op.path for op in ops if isinstance(op, File)] == ["/etc/profile.d/vmstation-rke2.sh"]
+    assert "INSTALL_RKE2_METHOD=tar" in ops[-1].script
+    config = yaml.safe_load(next(op for op in rke2.configure(context(inventory, "homelab", RHEL10, tmp_path))
+                                 if isinstance(op, File)).content)
+    assert "selinux" not in config
 
 
 def test_a_debian_host_gets_the_generic_path_and_the_plan_says_so(homelab, tmp_path):
@@ -225,7 +318,7 @@ def test_installed_rke2_probe_does_not_end_the_probe_script():
 def test_online_install_uses_the_script_with_the_version_and_rpm_on_rhel(homelab, tmp_path):
     ops = list(rke2.install(context(homelab, "homelab", RHEL10, tmp_path)))
     assert len(ops) == 1 and isinstance(ops[0], rke2.Rke2Installed)
-    assert "INSTALL_RKE2_VERSION=v1.29.15+rke2r1" in ops[0].script and "INSTALL_RKE2_METHOD=rpm" in ops[0].script
+    assert "INSTALL_RKE2_VERSION=v1.35.7+rke2r1" in ops[0].script and "INSTALL_RKE2_METHOD=rpm" in ops[0].script
 
 
 def test_airgapped_install_without_the_files_cannot_run_here(homelab, tmp_path):
@@ -250,10 +343,10 @@ def test_airgapped_install_uploads_checked_files_then_runs_install_sh(homelab, t
     directory = _artifacts_dir(tmp_path)
     ops = list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
     files = {op.path: op for op in ops if isinstance(op, File)}
-    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in rke2.AIRGAP_FILES}
+    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in rke2.AIRGAP_FILES} | {rhel.RKE2_PROFILE}
     assert files[f"{rke2.REMOTE_ARTIFACTS}/rke2.linux-amd64.tar.gz"].data == b"tarball"
     installer = next(op for op in ops if isinstance(op, rke2.Rke2Installed))
-    assert installer.script == ("INSTALL_RKE2_VERSION=v1.29.15+rke2r1 INSTALL_RKE2_TYPE=server "
+    assert installer.script == ("INSTALL_RKE2_VERSION=v1.35.7+rke2r1 INSTALL_RKE2_TYPE=server "
                                 f"INSTALL_RKE2_ARTIFACT_PATH={rke2.REMOTE_ARTIFACTS} INSTALL_RKE2_METHOD=tar "
                                 f"sh {rke2.REMOTE_ARTIFACTS}/install.sh")
     assert any(op.__class__.__name__ == "Notice" and "rke2-selinux" in op.message for op in ops)
