@@ -41,6 +41,7 @@ class Host:
     media_path: str | None = None  # Jellyfin media on this host (storage worker)
     apt_proxy: str | None = None   # http://host:port used by apt on this host
     os_family: str | None = None   # "debian" | "rhel"; None = detect from /etc/os-release
+    jellyfin_certificate: str | None = None   # PKCS#12 file on the Jellyfin host: publishes HTTPS (8920/30920)
 
     @property
     def is_root(self) -> bool:
@@ -556,7 +557,7 @@ _VALUE_RULES = {
     "ssh_user": _matching(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", "a user name"),
     "interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
     "wol_interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
-    "media_path": _matching(r"/.*", "an absolute path"),
+    "media_path": _matching(r"/.*", "an absolute path"), "jellyfin_certificate": _matching(r"/.*", "an absolute path"),
     "cri_socket": _matching(r"^unix:///\S+$", "a socket URL like 'unix:///var/run/containerd/containerd.sock'"),
     "dns_domain": _matching(_DNS_NAME.pattern, "a DNS domain like 'cluster.local'"),
     "idle_hours": _bounded(0, 24 * 365, "a number of hours above 0"),
