@@ -417,7 +417,37 @@ def test_a_second_reset_changes_nothing(homelab, tmp_path, host, phase):
 def test_the_uninstall_script_is_taken_from_where_the_install_put_it(homelab, tmp_path):
     tarball = dataclasses.replace(RHEL10, paths=RHEL10.paths | {"/usr/local/bin/rke2-uninstall.sh"})
     ops = list(reset.reset_rke2(context(homelab, "homelab", tarball, tmp_path)))
-    assert ops[0].script == "/usr/local/bin/rke2-uninstall.sh" and ops[0].removes == ops[0].script
+    assert ops[0].description == "stop RKE2 and its containers (rke2-killall.sh)"
+    assert ops[1].script == "/usr/local/bin/rke2-uninstall.sh" and ops[1].removes == ops[1].script
+
+
+def test_node_remove_of_rke2_nodes_drains_on_the_first_server_and_never_removes_it(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    for node in ("compute1", "homelab2"):
+        removal = list(reset.drain(context(inventory, node, RHEL10, tmp_path, limit=(node,))))
+        assert [(op.node, op.leader) for op in removal] == [(node, "homelab")]
+        steps = [s.label for s in planned(context(inventory, node, RHEL10, tmp_path, limit=(node,)),
+                                          "node-remove.reset").steps]
+        assert steps[:2] == ["run stop RKE2 and its containers (rke2-killall.sh)",
+                             "run uninstall RKE2 (/usr/bin/rke2-uninstall.sh)"]
+    with pytest.raises(InputError, match="host 'homelab' is the server of cluster 'rke2'"):
+        list(reset.drain(context(inventory, "homelab", RHEL10, tmp_path, limit=("homelab",))))
+
+
+def test_verify_checks_rke2_nodes_by_role(homelab):
+    from vmstation.verify import checks_for
+
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    cluster = inventory.cluster("rke2")
+
+    def names(host):
+        return [(c.phase, c.name) for c in checks_for(inventory.host(host), cluster, first_server="homelab")
+                if c.phase != "rke2.system-prep"]
+    assert names("homelab") == [("rke2.configure", "config.yaml, 0600, initialising (no server to join)"),
+                                ("rke2.start", "rke2-server running and enabled")]
+    assert names("homelab2") == [("rke2.join-configure", "config.yaml, 0600, joining the first server with a token"),
+                                 ("rke2.join-start", "rke2-server running and enabled")]
+    assert names("compute1")[1] == ("rke2.join-start", "rke2-agent running and enabled")
 
 
 def test_node_remove_drains_and_deletes_on_the_control_plane(homelab, tmp_path, monkeypatch):
@@ -499,3 +529,14 @@ def _applying(ctx: HostContext, tmp_path: Path) -> HostContext:
         return result.stdout
     ctx.run.remote = remote
     return ctx
+
+
+def test_preflight_refuses_selinux_without_a_policy_before_any_host_and_passes_the_homelab(homelab):
+    from vmstation.offline import preflight
+
+    preflight(homelab, "deploy-rke2")           # v1.35.7+rke2r1 has el10 RPMs and rke2-selinux
+    old = dataclasses.replace(homelab.cluster("rke2"), version="v1.31.14+rke2r1")
+    with pytest.raises(InventoryError, match="RKE2 v1.31.14\\+rke2r1 publishes no RPMs and no SELinux policy"):
+        preflight(dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), old)), "deploy-rke2")
+    tarball = dataclasses.replace(old, selinux=False)
+    preflight(dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), tarball)), "deploy-rke2")
