@@ -123,7 +123,7 @@ def selinux_policy_problem(version: str, family: str, rhel_major: int, selinux: 
     """Why ``selinux: true`` cannot be honoured for ``version`` on this RHEL major; None when it can.
 
     The policy (rke2-selinux) comes with the RPMs; rancher publishes it for a major only alongside releases
-    that have RPMs there (versions.RKE2_SELINUX_REPO), so a release without them has no policy to install.
+    that have RPMs there (versions.RKE2_EL_RPMS), so a release without them has no policy to install.
     """
     if family != "rhel" or not selinux or rpms_published(version, rhel_major):
         return None

@@ -49,9 +49,9 @@ RKE2_EL_RPMS = {10: {(1, 32): 11, (1, 33): 7, (1, 34): 3, (1, 35): 0}}
 # The SELinux policy. rke2-common's spec says `Requires(post): rke2-selinux >= 0.12-0` (rke2-packaging
 # rpm/centos8/common/rke2-common.spec, linked for centos9 and centos10), so an RPM install brings it.
 # rancher/rke2-selinux added policy/centos10 on 2025-10-06 (first stable tag v0.22.stable.1), published at
-# rpm.rancher.io/rke2/<channel>/common/centos/10/noarch (scripts/sign-and-upload). Rancher publishes it
-# for el10 only alongside RKE2 releases that have el10 RPMs: vmstation pairs it with no other release.
-RKE2_SELINUX_REPO = "https://rpm.rancher.io/rke2/stable/common/centos/{major}/noarch"
+# rpm.rancher.io/rke2/<channel>/common/centos/10/noarch (scripts/sign-and-upload), the repository install.sh
+# writes beside the versioned one. Rancher ships it for el10 only alongside RKE2 releases that have el10 RPMs
+# (they require it): vmstation pairs it with no other release (rhel.selinux_policy_problem).
 
 # Canal and firewalld: "Firewalld conflicts with RKE2's default Canal (Calico + Flannel) networking stack.
 # To avoid unexpected behavior, firewalld should be disabled on systems running RKE2."
@@ -70,7 +70,6 @@ CONTAINERD_MINIMUM_BY_KUBERNETES = {
     "1.35": {"1.7": "1.7.28", "2.1": "2.1.5", "2.2": "2.2.0"},
     "1.36": {"2.2": "2.2.0", "2.3": "2.3.0"},
 }
-CONTAINERD_MINIMUM = CONTAINERD_MINIMUM_BY_KUBERNETES["1.29"]     # for the default Kubernetes version
 DEBIAN12_CONTAINERD = "1.6.20"                    # bookworm's containerd package (findings.md)
 
 # Upstream support: a Kubernetes minor's end-of-life date (kubernetes.io/releases, kubernetes/website

@@ -250,6 +250,15 @@ def test_kind_picks_the_defaults():
                                                                                            False)
 
 
+def test_rke2_clusters_of_three_servers_and_agents_load():
+    grown = BASE + "".join(f'\n[hosts.{name}]\naddress = "10.0.0.{n}"\ncluster = "rke2"\nroles = ["{role}"]\n'
+                           for n, (name, role) in enumerate((("server2", "server"), ("server3", "server"),
+                                                              ("agent1", "agent")), start=4))
+    inventory = load_text(grown, "t.toml")
+    assert [h.name for h in inventory.hosts_of("rke2") if h.has_role("server")] == ["server", "server2", "server3"]
+    assert inventory.cluster("rke2").api_endpoint == "10.0.0.3:6443"      # the first server's
+
+
 def test_defaults_apply_unless_the_host_says_otherwise():
     inventory = load_text(BASE, "t.toml")
     assert inventory.host("cp").ssh_key == "~/.ssh/id_test"
