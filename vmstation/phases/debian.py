@@ -71,9 +71,12 @@ def system_prep(ctx: HostContext):
         yield Sysctl(key, value, needs_module="br_netfilter" if key.startswith("net.bridge.") else None)
 
 
-# kube-proxy's nftables mode refuses kernels older than 5.13 ("kube-proxy in nftables mode requires kernel
-# 5.13 or later", kubernetes/kubernetes pkg/proxy/nftables, utilkernel.NFTablesKubeProxyKernelVersion), and
-# both it and Flannel's EnableNFTables need nf_tables in the kernel (built in or as a module).
+# kube-proxy's nftables mode refuses kernels older than 5.13 from 1.31 on ("kube-proxy in nftables mode
+# requires kernel 5.13 or later", kubernetes/kubernetes pkg/proxy/nftables, utilkernel.
+# NFTablesKubeProxyKernelVersion, kubernetes/kubernetes#124152); 1.29's alpha probed nft features instead and
+# needed about 5.6.9 (kubernetes/kubernetes#122572). vmstation asks for 5.13 either way, so an upgrade does not
+# break a node. Both kube-proxy and Flannel's EnableNFTables need nf_tables in the kernel (built in or a
+# module); the `nft` binary they run is in their own images, not on the host.
 NFTABLES_KERNEL = "5.13"
 
 
