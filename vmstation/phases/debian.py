@@ -76,7 +76,8 @@ def system_prep(ctx: HostContext):
 # NFTablesKubeProxyKernelVersion, kubernetes/kubernetes#124152); 1.29's alpha probed nft features instead and
 # needed about 5.6.9 (kubernetes/kubernetes#122572). vmstation asks for 5.13 either way, so an upgrade does not
 # break a node. Both kube-proxy and Flannel's EnableNFTables need nf_tables in the kernel (built in or a
-# module); the `nft` binary they run is in their own images, not on the host.
+# module); they run `nft` from their own images (Flannel's: images/Dockerfile at v0.27.4, `apk add ... nftables`),
+# so the host needs no nftables package.
 NFTABLES_KERNEL = "5.13"
 
 
