@@ -32,9 +32,9 @@ from vmstation import rhel, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_manifests
 from vmstation.context import HostContext
-from vmstation.errors import CommandError, HostError, InputError, InventoryError, Unsupported
+from vmstation.errors import HostError, InputError, InventoryError, Unsupported
 from vmstation.graph import Phase, Target, hosts_of_kind
-from vmstation.inventory import Host, Inventory
+from vmstation.rke2_topology import cluster_token, first_server, first_servers, joining_nodes, node_type
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
                                   LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
                                   wait_until)
@@ -49,28 +49,7 @@ NM_CONF = "/etc/NetworkManager/conf.d/rke2-canal.conf"
 NM_CLOUD_SETUP = "/usr/lib/systemd/system/nm-cloud-setup.service"
 JOURNAL_LINES = 2000
 
-PLAN_TOKEN = "K10plan0placeholder::server:plan-placeholder"   # a plan shows where the token goes, never it
-
 rke2_hosts = hosts_of_kind("rke2")
-
-
-def first_servers(inventory: Inventory) -> tuple[Host, ...]:
-    """The first server (in inventory order) of each RKE2 cluster: it initialises the cluster."""
-    return tuple(first_server(inventory, c.name) for c in inventory.clusters_of_kind("rke2"))
-
-
-def joining_nodes(inventory: Inventory) -> tuple[Host, ...]:
-    """Every RKE2 host but the first servers: more servers and agents, which join with the token."""
-    firsts = {h.name for h in first_servers(inventory)}
-    return tuple(h for h in rke2_hosts(inventory) if h.name not in firsts)
-
-
-def first_server(inventory: Inventory, cluster: str) -> Host:
-    return next(h for h in inventory.hosts_of(cluster) if h.has_role("server"))
-
-
-def node_type(host: Host) -> str:
-    return "server" if host.has_role("server") else "agent"
 
 
 # -- 1. system prep ---------------------------------------------------------------------------------
@@ -336,40 +315,6 @@ def _config(ctx: HostContext, server_url: str | None = None, token=None):
     service = rhel.RKE2_SERVICES[kind]
     yield Command(sh("systemctl restart {}", service), f"restart {service.removesuffix('.service')} (config changed)",
                   when_changed=(config.label,), onlyif=sh("systemctl is-active --quiet {}", service))
-
-
-def cluster_token(ctx: HostContext, first: Host):
-    """The cluster's join token, read once per run from ``first``'s node-token file, as a masked Secret.
-
-    It travels like kubeadm's join command: one script over the first server's own connection (the token
-    is on that command's stdout, never in any argv), kept in memory, and reaches a joining node only as the
-    content of its 0600 config.yaml. A plan reads it too where it exists (reading changes nothing); offline,
-    or before the first server has one, a plan shows a placeholder.
-    """
-    from vmstation.secrets import Secret
-
-    if ctx.run.remote is None:
-        return Secret(PLAN_TOKEN)
-    token = ctx.run.shared(f"rke2-token:{ctx.cluster.name}", lambda: _read_token(ctx, first))
-    if token is None and ctx.plan:
-        return Secret(PLAN_TOKEN)
-    if token is None:
-        raise Unsupported(ctx.host.name, f"the first server {first.name} has no {rhel.RKE2_NODE_TOKEN} yet "
-                                         "(rke2-server has not started there)")
-    return token
-
-
-def _read_token(ctx: HostContext, first: Host):
-    from vmstation.secrets import Secret
-
-    script = f"if [ -s {rhel.RKE2_NODE_TOKEN} ]; then {rhel.node_token_query()}; fi\n"
-    try:
-        output = ctx.run.remote(first, script)
-    except CommandError as exc:   # its output is not passed on: it could hold the token
-        raise HostError(ctx.host.name, f"cannot read the cluster token on {first.name} "
-                                       f"(exit {exc.exit_code})") from None
-    token = rhel.parse_node_token(output)
-    return Secret(token) if token else None
 
 
 # -- 4. start --------------------------------------------------------------------------------------------
