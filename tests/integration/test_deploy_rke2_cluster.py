@@ -112,6 +112,17 @@ def test_a_second_join_run_changes_nothing(cluster):
     assert json.loads(again.stdout)["changed"] == 0
 
 
+def test_the_agents_config_is_copied_here_without_the_token(cluster):
+    fetched = deploy(cluster, "--json", "--only", "rke2.join-artifacts")
+    assert fetched.returncode == 0, fetched.stderr
+    local = cluster["inventory"].parent / ".vmstation" / "artifacts" / "storagenodet3500"
+    config = yaml.safe_load((local / "config.yaml").read_text())
+    assert config["server"] == f"https://{cluster['boxes']['homelab'].address}:9345"
+    assert config["token"] == "(not copied: the cluster token stays on the node)"
+    assert stat.S_IMODE((local / "config.yaml").stat().st_mode) == 0o600
+    assert (local / "rke2-agent.journal").exists() and not (local / "rke2.yaml").exists()
+
+
 def test_verify_checks_each_node_by_its_role(cluster):
     inventory = load(cluster["inventory"])
     expected = {"homelab": {"rke2.system-prep", "rke2.configure"},
@@ -128,7 +139,7 @@ def test_verify_checks_each_node_by_its_role(cluster):
         assert not [r for r in results if not r.passed], results
 
 
-def test_the_token_appears_nowhere_but_in_the_two_files(cluster):
+def test_the_token_appears_nowhere_but_on_the_two_nodes(cluster):
     token = cluster["token"]
     assert cluster["argv"], "the argv watch saw no process"
     assert not [argv for argv in cluster["argv"] if token in argv]

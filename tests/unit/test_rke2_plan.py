@@ -168,6 +168,16 @@ def test_joining_nodes_get_server_url_and_the_token_read_from_the_first_server(h
     assert restart[0].script == "systemctl restart rke2-server.service"
 
 
+def test_the_config_copied_from_a_joining_node_leaves_the_token_there(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent"})
+    fetch = next(op for op in rke2.artifacts(context(inventory, "compute1", RHEL10, tmp_path)) if isinstance(op, Fetch))
+    config = b'server: "https://192.168.4.62:9345"\ntoken: "K10abc::server:secret"\nnode-name: "compute1"\n'
+    step = fetch.decide(base64.b64encode(config).decode() + "\n", frozenset())
+    copied = step.local_writes[0].content
+    assert b"secret" not in copied and yaml.safe_load(copied)["node-name"] == "compute1"
+    assert step.local_writes[0].mode == 0o600
+
+
 def test_a_join_before_the_first_server_has_a_token_stops_that_node(homelab, tmp_path):
     inventory = topology(homelab, {"compute1": "agent"})
     ctx = context(inventory, "compute1", RHEL10, tmp_path)

@@ -372,8 +372,14 @@ def artifacts(ctx: HostContext):
     service = rhel.RKE2_SERVICES[node_type(ctx.host)]
     if ctx.host.has_role("server"):         # agents have no kubeconfig
         yield Fetch(rhel.RKE2_KUBECONFIG, str(local / "rke2.yaml"), transform=_kubeconfig_for(ctx.host))
-    yield Fetch(rhel.RKE2_CONFIG, str(local / "config.yaml"))
+    # A joining node's config holds the cluster token: the copy here keeps everything but that value.
+    yield Fetch(rhel.RKE2_CONFIG, str(local / "config.yaml"), transform=without_token)
     yield JournalCopy(service, str(local / f"{service.removesuffix('.service')}.journal"))
+
+
+def without_token(content: bytes) -> bytes:
+    """config.yaml with the value of its top-level `token:` replaced by a note (vmstation writes it on one line)."""
+    return re.sub(rb"(?m)^token:.*$", b'token: "(not copied: the cluster token stays on the node)"', content)
 
 
 def _kubeconfig_for(host):
