@@ -351,15 +351,35 @@ def test_airgapped_install_refuses_a_file_whose_checksum_differs(homelab, tmp_pa
 
 def test_airgapped_install_uploads_checked_files_then_runs_install_sh(homelab, tmp_path):
     directory = _artifacts_dir(tmp_path)
+    (directory / POLICY_RPM).write_bytes(b"rpm")
     ops = list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
     files = {op.path: op for op in ops if isinstance(op, File)}
-    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in rke2.AIRGAP_FILES} | {rhel.RKE2_PROFILE}
+    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in (*rke2.AIRGAP_FILES, POLICY_RPM)} | {
+        rhel.RKE2_PROFILE}
+    # the policy first: install.sh restores the SELinux contexts of what it unpacks only once it is there
+    order = [op.label for op in ops if isinstance(op, (Command, rke2.Rke2Installed))]
+    assert order[0] == f"run install {POLICY_RPM}" and order[1].startswith("install RKE2")
     assert files[f"{rke2.REMOTE_ARTIFACTS}/rke2.linux-amd64.tar.gz"].data == b"tarball"
     installer = next(op for op in ops if isinstance(op, rke2.Rke2Installed))
     assert installer.script == ("INSTALL_RKE2_VERSION=v1.35.7+rke2r1 INSTALL_RKE2_TYPE=server "
                                 f"INSTALL_RKE2_ARTIFACT_PATH={rke2.REMOTE_ARTIFACTS} INSTALL_RKE2_METHOD=tar "
                                 f"sh {rke2.REMOTE_ARTIFACTS}/install.sh")
-    assert any(op.__class__.__name__ == "Notice" and "rke2-selinux" in op.message for op in ops)
+
+
+POLICY_RPM = "rke2-selinux-0.22-1.el10.noarch.rpm"
+
+
+def test_airgapped_selinux_without_the_el10_policy_rpm_is_bad_input(homelab, tmp_path):
+    directory = _artifacts_dir(tmp_path)
+    (directory / "rke2-selinux-0.22-1.el9.noarch.rpm").write_bytes(b"rpm")
+    inventory = _with_artifacts(homelab, directory)
+    with pytest.raises(InventoryError, match="key 'clusters.rke2.artifacts_dir': selinux is on but artifacts_dir .* "
+                                             "holds no rke2-selinux-\\*.el10.noarch.rpm"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    cluster = dataclasses.replace(inventory.cluster("rke2"), selinux=False)
+    ops = list(rke2.install(context(dataclasses.replace(inventory, clusters=(inventory.cluster("debian"), cluster)),
+                                    "homelab", RHEL10, tmp_path)))
+    assert not [op for op in ops if isinstance(op, Command)]
 
 
 def test_configure_restarts_a_running_server_only_when_the_config_changed(homelab, tmp_path):

@@ -246,16 +246,19 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
                           f"artifacts_dir {base} (get them from the RKE2 release page and get.rke2.io)")
     files = verified_files(ctx.host.name, base, CHECKSUMMED, f"RKE2 {ctx.cluster.version} release files")
     files.update({name: (base / name).read_bytes() for name in ("install.sh", "sha256sum-amd64.txt")})
-    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))[-1:]})
+    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))})
     return files
 
 
 def _selinux_policy_rpm(ctx: HostContext, files: dict[str, bytes]):
-    rpms = [name for name in files if name.startswith("rke2-selinux-")]
+    """The policy air-gapped: `selinux: true` without it would start containers under a policy that is not there."""
+    major = ctx.facts.os_major_version
+    rpms = [name for name in files if name.startswith("rke2-selinux-") and f".el{major}." in name]
     if not rpms:
-        yield Notice(f"no rke2-selinux-*.rpm in artifacts_dir {ctx.cluster.artifacts_dir}: the tarball install "
-                     "brings no SELinux policy for RKE2 (put the el10 RPM there)")
-        return
+        raise InventoryError(ctx.inventory.path, f"selinux is on but artifacts_dir {ctx.cluster.artifacts_dir} "
+                             f"holds no rke2-selinux-*.el{major}.noarch.rpm (rpm.rancher.io/rke2/stable/common/"
+                             f"centos/{major}/noarch); put it there, or set selinux = false",
+                             key=f"clusters.{ctx.cluster.name}.artifacts_dir")
     yield Command(rhel.local_rpm_install_command(f"{REMOTE_ARTIFACTS}/{rpms[0]}"), f"install {rpms[0]}",
                   unless="rpm -q rke2-selinux")
 
