@@ -242,6 +242,8 @@ def _host(place: _Place, name: str, table, defaults: dict, kinds: dict[str, str]
                           "cluster")
     _check_roles(place, values["roles"], kind, values["cluster"])
     _check_sudo(place, values)
+    if values.get("jellyfin_certificate") and "jellyfin" not in values["roles"]:
+        raise place.error("jellyfin_certificate is for the host with role 'jellyfin'", "jellyfin_certificate")
     return Host(name=name, **values)
 
 

@@ -173,6 +173,11 @@ BAD = [
      "t.toml: key 'clusters.debian.proxy_mode': 'ipvs' is not one of nftables, iptables"),
     ("accept_old_containerd not a bool", 'kind = "kubeadm"', 'kind = "kubeadm"\naccept_old_containerd = "yes"',
      "t.toml: key 'clusters.debian.accept_old_containerd': expected a boolean, got a string"),
+    ("jellyfin_certificate off the jellyfin host", 'roles = ["server"]',
+     'roles = ["server"]\njellyfin_certificate = "/etc/jellyfin/jellyfin.pfx"',
+     "t.toml: host 'server': key 'jellyfin_certificate': jellyfin_certificate is for the host with role 'jellyfin'"),
+    ("jellyfin_certificate relative", 'roles = ["server"]', 'roles = ["server"]\njellyfin_certificate = "x.pfx"',
+     "t.toml: host 'server': key 'jellyfin_certificate': 'x.pfx' is not an absolute path"),
     ("two rke2 servers", 'mac = "aa:bb:cc:dd:ee:03"\n"""'[:-4],
      'mac = "aa:bb:cc:dd:ee:03"\n\n[hosts.server2]\naddress = "10.0.0.4"\ncluster = "rke2"\nroles = ["server"]',
      "t.toml: key 'clusters.rke2': rke2 cluster has 2 servers (server, server2); etcd needs an odd number "
