@@ -555,13 +555,18 @@ _VALUE_RULES = {
     "apt_proxy": _http_url, "jellyfin_url": _http_url,
     "kind": _one_of("kubeadm", "rke2"), "sleep_method": _one_of("shutdown", "suspend"),
     "os_family": _one_of("debian", "rhel"), "containerd_source": _one_of("debian", "docker", "tarball"),
-    "firewall": _one_of("open-ports", "disabled"), "proxy_mode": _one_of("nftables", "iptables"),
+    "firewall": _one_of("open-ports", "disabled"),
     "ssh_user": _matching(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", "a user name"),
     "interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
     "wol_interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
-    "media_path": _matching(r"/.*", "an absolute path"), "jellyfin_certificate": _matching(r"/.*", "an absolute path"),
+    "media_path": _matching(r"/.*", "an absolute path"),
     "cri_socket": _matching(r"^unix:///\S+$", "a socket URL like 'unix:///var/run/containerd/containerd.sock'"),
     "dns_domain": _matching(_DNS_NAME.pattern, "a DNS domain like 'cluster.local'"),
     "idle_hours": _bounded(0, 24 * 365, "a number of hours above 0"),
     "cpu_threshold_percent": _bounded(0, 100, "a percentage above 0 and at most 100"),
 }
+# The clusters as they really install: kube-proxy's mode, Jellyfin's certificate.
+_VALUE_RULES.update({
+    "proxy_mode": _one_of("nftables", "iptables"),
+    "jellyfin_certificate": _matching(r"/.*", "an absolute path"),
+})
