@@ -1,11 +1,11 @@
 """The inventory `make test-vagrant` writes from `vagrant ssh-config` (tests/vagrant/deploy_vms.py).
 
 The public-box mode (a workstation with internet) cannot run on this machine, so its `vagrant ssh-config`
-outputs are recorded here as Vagrant renders them: the template templates/commands/ssh_config/config.erb of
-Vagrant 2.3.4 (Debian 12's package; note the blank line its IdentityFile loop leaves) and of Vagrant's main
-branch (hashicorp/vagrant, which adds PreferredAuthentications), filled with what Vagrant reports for a
-VirtualBox VM (NAT port forward on 127.0.0.1, a key per VM under .vagrant/machines/NAME/PROVIDER/) and for a
-libvirt VM (its management network address). The local-box output is the one seen on this machine.
+outputs are written here as Vagrant renders them: the template templates/commands/ssh_config/config.erb of
+Vagrant 2.3.4 (Debian 12's package) and of Vagrant's main branch (hashicorp/vagrant, which adds
+PreferredAuthentications), filled with what Vagrant reports for a VirtualBox VM (NAT port forward on
+127.0.0.1, a key per VM under .vagrant/machines/NAME/PROVIDER/, quoted when the path holds a space) and for a
+libvirt VM (its management network address). LOCAL_BOX is the output of `make check-vagrant` on this machine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ Host masternode
   UserKnownHostsFile /dev/null
   StrictHostKeyChecking no
   PasswordAuthentication no
-
   IdentityFile /var/tmp/vmstation-vagrant-Q1w2E3/.vagrant/machines/masternode/virtualbox/private_key
   IdentitiesOnly yes
   LogLevel FATAL
@@ -41,7 +40,6 @@ Host storagenodet3500
   UserKnownHostsFile /dev/null
   StrictHostKeyChecking no
   PasswordAuthentication no
-
   IdentityFile "/Users/Jane Doe/tmp/vmstation-vagrant-Q1w2E3/.vagrant/machines/storagenodet3500/virtualbox/private_key"
   IdentitiesOnly yes
   PreferredAuthentications gssapi-keyex,gssapi-with-mic,publickey,keyboard-interactive
@@ -56,26 +54,25 @@ Host homelab
   UserKnownHostsFile /dev/null
   StrictHostKeyChecking no
   PasswordAuthentication no
-
   IdentityFile /var/tmp/vmstation-vagrant-Q1w2E3/.vagrant/machines/homelab/libvirt/private_key
   IdentitiesOnly yes
   PreferredAuthentications gssapi-keyex,gssapi-with-mic,publickey,keyboard-interactive
   LogLevel FATAL
 """
 
-# Local box (VMSTATION_VAGRANT_LOCAL=1, insert_key = false): the box's own key, the management network.
+# Local box (VMSTATION_VAGRANT_LOCAL=1, insert_key = false): the box's own key, the management network's DHCP.
 LOCAL_BOX = """\
 Host masternode
-  HostName 10.77.41.117
+  HostName 10.77.41.180
   User vagrant
   Port 22
   UserKnownHostsFile /dev/null
   StrictHostKeyChecking no
   PasswordAuthentication no
-
-  IdentityFile /var/cache/vmstation-vagrant/debian12-f9db1bc7c290/vagrant_ed25519
+  IdentityFile /var/tmp/vmstation-vagrant-YPEU5J/box-cache/debian12-f9db1bc7c290/vagrant_ed25519
   IdentitiesOnly yes
   LogLevel FATAL
+
 """
 
 NODES = json.loads(NODES_FILE.read_text())["nodes"]

@@ -55,6 +55,10 @@ main() {
 # What `make check-vagrant` proves in a few minutes: the two failures of issue 18 (a box that could only be
 # added where it already was; libvirt domains that could not start) cannot come back unnoticed.
 check() {
+  if [ "$(id -u)" != 0 ]; then   # like the suite's real test hosts: skipped, and said so
+    echo "check-vagrant: skipped, not root (libvirtd, its networks and the box build need root)"
+    return 0
+  fi
   export VMSTATION_VAGRANT_LOCAL=1
   export VMSTATION_VAGRANT_CACHE="$WORKDIR/box-cache" VAGRANT_HOME="$WORKDIR/vagrant.d"   # empty caches
   timed "vagrant validate (public boxes, virtualbox)" env VMSTATION_VAGRANT_LOCAL=0 vagrant validate
@@ -246,4 +250,5 @@ write_log() {
   } > "$LOG"
 }
 
-main "$@"
+# One line: bash reads a script as it runs it, and an edit made meanwhile must not be read after main.
+main "$@"; exit
