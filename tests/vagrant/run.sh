@@ -49,7 +49,11 @@ main() {
   timed "vagrant up" without_progress vagrant up --no-parallel "${provider_args[@]}"
   local driver_args=("$WORKDIR")
   [ "$VMSTATION_VAGRANT_LOCAL" = 1 ] && driver_args+=(--local)
-  timed "deploy and verify" "$PY" -m tests.vagrant.deploy_vms "${driver_args[@]}" 2>&1 | tee "$WORKDIR/deploy.log"
+  timed "deploy and verify" deploy_and_verify "${driver_args[@]}"
+}
+
+deploy_and_verify() {
+  "$PY" -m tests.vagrant.deploy_vms "$@" 2>&1 | tee "$WORKDIR/deploy.log"
 }
 
 # What `make check-vagrant` proves in a few minutes: the two failures of issue 18 (a box that could only be
