@@ -100,11 +100,11 @@ prepare_local() {
 start_libvirt() {
   virsh version >/dev/null 2>&1 && return 0
   if ! pgrep -x virtlogd >/dev/null; then
-    virtlogd -d --pid-file "$WORKDIR/virtlogd.pid"
+    virtlogd -d --pid-file "$WORKDIR/virtlogd.pid" || return 1
     DAEMONS_STARTED=("$WORKDIR/virtlogd.pid" "${DAEMONS_STARTED[@]}")
   fi
   if ! pgrep -x libvirtd >/dev/null; then
-    start_libvirtd_without_kvm
+    start_libvirtd_without_kvm || return 1
     DAEMONS_STARTED=("$WORKDIR/libvirtd.pid" "${DAEMONS_STARTED[@]}")
   fi
   for _ in $(seq 50); do virsh version >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -139,7 +139,8 @@ import ipaddress, json, sys
 nodes = json.load(open(sys.argv[1]))
 private, mgmt = (ipaddress.ip_network(nodes[key]) for key in ("private_network", "management_network"))
 print(private[1], mgmt[1], mgmt[100], mgmt[200])' "$NODES")
-  define_network vmstation-mgmt vmsvag0 "$mgmt_gw" "<dhcp><range start='$mgmt_first' end='$mgmt_last'/></dhcp>"
+  define_network vmstation-mgmt vmsvag0 "$mgmt_gw" "<dhcp><range start='$mgmt_first' end='$mgmt_last'/></dhcp>" ||
+    return 1
   define_network vmstation-private vmsvag1 "$private_gw" ""
 }
 
@@ -157,13 +158,13 @@ define_network() {
   <ip address='$address' netmask='255.255.255.0'>$dhcp</ip>
 </network>
 EOF
-  virsh -q net-define "$WORKDIR/$name.xml" >/dev/null
+  virsh -q net-define "$WORKDIR/$name.xml" >/dev/null || return 1
   NETWORKS_DEFINED+=("$name")
   virsh -q net-start "$name" >/dev/null
 }
 
 build_local_box() {
-  VMSTATION_VAGRANT_BOX_DIR=$("$PY" -m tests.vagrant.build_box)
+  VMSTATION_VAGRANT_BOX_DIR=$("$PY" -m tests.vagrant.build_box) || return 1
   export VMSTATION_VAGRANT_BOX_DIR
   echo "box: $VMSTATION_VAGRANT_BOX_DIR"
 }
@@ -199,6 +200,7 @@ without_progress() {
   "$@" 2>&1 | tr '\r' '\n' | grep -av 'Progress: '
 }
 
+# Steps run as `"$@" || rc=$?`, where bash ignores `set -e` inside them: each step returns its own failures.
 timed() {
   local label=$1 start rc=0
   shift
