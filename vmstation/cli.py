@@ -391,6 +391,8 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
     from vmstation.app import run_target
     from vmstation.report import format_plan, format_summary, progress_for, to_json
 
+    if not as_json:
+        click.echo(f"vmstation {target}{' (plan)' if plan else ''}: inventory {session.inventory_path}", err=True)
     progress = progress_for(sys.stderr, quiet=as_json)
     try:
         result = run_target(session, target, plan=plan, only=only, start_from=start_from, skip=skip, limit=limit,
@@ -403,7 +405,7 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
         return result.exit_code
     if plan:
         click.echo(format_plan(result.outcomes, full=True if show_diff else None, verbose=verbose), nl=False)
-    click.echo(format_summary(result.outcomes, inventory_path=result.inventory_path), nl=False)
+    click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
     click.echo(f"journal: {result.journal_path}")
     return result.exit_code
 

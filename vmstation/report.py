@@ -135,8 +135,10 @@ def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
     note = outcome.message or "; ".join([f"skipped {s.label}: {s.reason}" for s in outcome.skipped]
                                         + [f"warning: {s.reason}" for s in outcome.steps if s.status == WARN])
     bare = note.removeprefix(UNREACHABLE)
-    if outcome.status in ("failed", "blocked") and said.get(outcome.host) == bare:
+    if outcome.status == "failed" and said.get(outcome.host) == bare:
         return "as above"
+    if outcome.status == "blocked" and outcome.host in said:
+        return "by the failure above"
     if outcome.status == "failed":
         said[outcome.host] = bare
     return note

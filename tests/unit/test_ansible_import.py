@@ -35,12 +35,20 @@ def test_unused_variables_and_disabled_host_key_checks_are_reported():
     assert any("vmstation checks them" in line for line in header)
 
 
-def test_mac_pasted_from_ip_link_is_an_error_naming_host_and_key(tmp_path):
+def test_mac_pasted_from_ip_link_keeps_its_address_and_says_so(tmp_path):
     path = variant(tmp_path, "wol_mac: '00-e0-4c-68-cb-bf'", "wol_mac: '00:e0:4c:68:cb:bf brd ff:ff:ff:ff:ff:ff'")
+    text = import_hosts_yml(path)
+    assert load_text(text, "h.toml").host("storagenodet3500").mac == "00:e0:4c:68:cb:bf"
+    assert ("[hosts.storagenodet3500]   # wol_mac had 'brd ff:ff:ff:ff:ff:ff' after the address (from `ip link`)"
+            in text.splitlines())
+
+
+def test_a_mac_with_other_trailing_text_is_still_an_error_naming_host_and_key(tmp_path):
+    path = variant(tmp_path, "wol_mac: '00-e0-4c-68-cb-bf'", "wol_mac: '00:e0:4c:68:cb:bf mtu 1500'")
     with pytest.raises(InventoryError) as caught:
         import_hosts_yml(path)
     assert str(caught.value) == (
-        f"{path}: host 'storagenodet3500': key 'wol_mac': '00:e0:4c:68:cb:bf brd ff:ff:ff:ff:ff:ff' has text "
+        f"{path}: host 'storagenodet3500': key 'wol_mac': '00:e0:4c:68:cb:bf mtu 1500' has text "
         "after the MAC address (pasted from `ip link`?); use '00:e0:4c:68:cb:bf'")
 
 
