@@ -128,7 +128,8 @@ def _inventory_file(path: Path) -> tuple[str, Path]:
         for name in INVENTORY_NAMES:
             if (path / name).is_file():
                 return str(path), path / name
-        raise InventoryError(str(path), f"directory without an inventory file (looked for {', '.join(INVENTORY_NAMES)})")
+        raise InventoryError(str(path), "directory without an inventory file (looked for "
+                             f"{', '.join(INVENTORY_NAMES)})")
     if path.exists() and not path.is_file():
         raise InventoryError(str(path), "not a regular file or a directory")
     return str(path), path
@@ -326,7 +327,7 @@ def _host_key_notes(groups: dict[str, _Group]) -> list[str]:
     args = " ".join(str(v) for g in groups.values() for k, v in g.vars.items() if k.endswith("ssh_common_args"))
     if "StrictHostKeyChecking=no" not in args:
         return []
-    return ["hosts.yml turned host key checks off; vmstation checks them: put each host's key in known_hosts"]
+    return ["the old inventory turned host key checks off; vmstation checks them: put each host's key in known_hosts"]
 
 
 def _effective_group_vars(groups: dict[str, _Group]) -> dict:
@@ -404,7 +405,7 @@ def _secret_reference(host: str, value, notes: list[str]) -> str:
         return f"vault:{match[1]}"
     name = re.sub(r"\W", "_", host) + "_become_password"
     kind = "an inline !vault value" if isinstance(value, _InlineVault) else "a literal password"
-    notes.append(f"host {host!r} had {kind} in hosts.yml (not copied): add it to the vault as {name!r}")
+    notes.append(f"host {host!r} had {kind} in the old inventory (not copied): add it to the vault as {name!r}")
     return f"vault:{name}"
 
 
@@ -425,6 +426,8 @@ def _place(source: str, host: _Host, members: dict[str, list[str]]) -> None:
         host.roles = tuple(r for r in host.roles if r != "worker")
     if "jellyfin" not in host.roles:
         host.values.pop("media_path", None)
+    if host.values.get("ssh_user", "root") == "root":
+        host.values.pop("become_password", None)     # an all-hosts become password means nothing to root
     if host.values.get("ssh_user", "root") != "root" and "become_password" not in host.values:
         host.values["passwordless_sudo"] = True
         host.comment = "; ".join(filter(None, [host.comment, "the old inventory gave no sudo password: NOPASSWD "

@@ -87,6 +87,8 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
         from vmstation.offline import preflight
 
         preflight(inventory, target, limit, values)
+    if listener:   # the inventory and secrets are good: say which inventory before any host is touched
+        listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
                          resume=resume, forks=forks, ssh=ssh_options(session, inventory))
     return run(graph, run_ctx, options, listener)

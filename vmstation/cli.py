@@ -245,6 +245,7 @@ def inventory():
               help="Also open the vault and check that it holds every key the inventory refers to.")
 @click.option("--vault-password-file", metavar="PATH", envvar="VMSTATION_VAULT_PASSWORD_FILE",
               help="File holding the vault password, or an executable printing it.")
+@reports_input_errors
 def inventory_check(inventory_path, open_vault, vault_password_file):
     """Load the inventory and check every rule; one line per problem, exit 2 if any."""
     from vmstation.app import check_inventory
@@ -391,8 +392,6 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
     from vmstation.app import run_target
     from vmstation.report import format_plan, format_summary, progress_for, to_json
 
-    if not as_json:
-        click.echo(f"vmstation {target}{' (plan)' if plan else ''}: inventory {session.inventory_path}", err=True)
     progress = progress_for(sys.stderr, quiet=as_json)
     try:
         result = run_target(session, target, plan=plan, only=only, start_from=start_from, skip=skip, limit=limit,

@@ -190,7 +190,9 @@ class LineProgress:
         self.said: dict[str, str] = {}
 
     def __call__(self, event: str, data: dict) -> None:
-        if event == "phase":
+        if event == "run":
+            self.stream.write(run_line(data) + "\n")
+        elif event == "phase":
             self.stream.write(f"-- {data['phase']}: {data['title']} ({len(data['hosts'])} hosts)\n")
         elif event == "outcome":
             o: PhaseOutcome = data["outcome"]
@@ -221,7 +223,9 @@ class LiveProgress:
         self.live.start()
 
     def __call__(self, event: str, data: dict) -> None:
-        if event == "phase":
+        if event == "run":
+            self.live.console.print(run_line(data), markup=False, highlight=False)
+        elif event == "phase":
             self.phases.append(data["phase"])
             self.hosts.extend(h for h in data["hosts"] if h not in self.hosts)
         elif event == "start":
@@ -243,6 +247,11 @@ class LiveProgress:
         for phase in self.phases:
             table.add_row(phase, *[self.CELL.get(self.cells.get((phase, h), ""), "") for h in self.hosts])
         return table
+
+
+def run_line(data: dict) -> str:
+    """The first line of every run: what runs, and from which inventory."""
+    return f"vmstation {data['target']}{' (plan)' if data['plan'] else ''}: inventory {data['inventory']}"
 
 
 def progress_for(stream: TextIO, quiet: bool = False):

@@ -211,6 +211,7 @@ class HostConnection:
             finally:
                 channel.close()
         result = CommandResult(code, stdout, stderr)
+        _log_command(self.host, self.commands_sent, script, result, as_sudo)
         if check and code != 0:
             raise CommandError(self.host.name, _failure_summary(result), code, stdout + stderr)
         return result
@@ -552,6 +553,18 @@ def _collect(channel, on_line, timeout) -> tuple[str, str, int]:
                 break
             select.select([channel], [], [], 0.2)
     return "".join(out), "".join(err), channel.recv_exit_status()
+
+
+def _log_command(host: Host, number: int, script: str, result: CommandResult, as_sudo: bool) -> None:
+    """-v: one line per command sent; -vv: how it answered (sizes and stderr's tail: stdout can carry a
+    join token, so it is never logged)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    first = next((line.strip() for line in script.splitlines() if line.strip() and not line.startswith("#")), "")
+    log.info("%s: command %d%s: %d lines, first: %.100s -> exit %d", host.name, number, " (sudo)" if as_sudo else "",
+             script.count("\n") + 1, first, result.exit_code)
+    log.debug("%s: command %d answered %d bytes on stdout; stderr: %.300s", host.name, number, len(result.stdout),
+              result.stderr.strip()[-300:] or "(empty)")
 
 
 def _failure_summary(result: CommandResult) -> str:

@@ -58,8 +58,8 @@ def test_a_literal_sudo_password_is_never_copied(tmp_path):
     text = import_hosts_yml(path)
     assert "Hunter2-literal" not in text
     assert 'become_password = "vault:homelab_become_password"' in text
-    assert ("# Before use: host 'homelab' had a literal password in hosts.yml (not copied): add it to the vault "
-            "as 'homelab_become_password'") in text
+    assert ("# Before use: host 'homelab' had a literal password in the old inventory (not copied): add it to the "
+            "vault as 'homelab_become_password'") in text
 
 
 def test_an_inline_vault_value_becomes_a_reference(tmp_path):
