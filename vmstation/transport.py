@@ -118,7 +118,8 @@ def route_to(host: Host, ssh_config: str | None = None) -> Route:
         key_files = tuple(merged["identityfile"])
     if merged.get("proxycommand", "none").lower() != "none":
         raise ConnectError(host.name, f"ssh_config gives a ProxyCommand for {host.name}: vmstation does not run "
-                           "it (its traffic would escape host-key checking and the network guard); use ProxyJump")
+                           "it (its traffic would escape host-key checking and the network guard); use ProxyJump",
+                           transient=False)
     jump = None
     if merged.get("proxyjump", "none").lower() != "none":
         jump = _jump_route(host, merged["proxyjump"], ssh_config)
@@ -131,14 +132,16 @@ def route_to(host: Host, ssh_config: str | None = None) -> Route:
 def _jump_route(host: Host, spec: str, ssh_config: str | None) -> Route:
     """One ProxyJump hop ``[user@]name[:port]``, itself completed from ssh_config."""
     if "," in spec:
-        raise ConnectError(host.name, f"ProxyJump {spec!r} has several hops; vmstation follows one")
+        raise ConnectError(host.name, f"ProxyJump {spec!r} has several hops; vmstation follows one",
+                           transient=False)
     user, _, rest = spec.rpartition("@")
     name, _, port = rest.partition(":")
     if not port.isdigit() and port:
-        raise ConnectError(host.name, f"ProxyJump {spec!r} is not [user@]host[:port]")
+        raise ConnectError(host.name, f"ProxyJump {spec!r} is not [user@]host[:port]", transient=False)
     config = _parsed_ssh_config(ssh_config).lookup(name)
     if config.get("proxyjump", "none").lower() != "none" or config.get("proxycommand", "none").lower() != "none":
-        raise ConnectError(host.name, f"ProxyJump host {name} has a proxy of its own; vmstation follows one hop")
+        raise ConnectError(host.name, f"ProxyJump host {name} has a proxy of its own; vmstation follows one hop",
+                           transient=False)
     given = {"ssh_user"} if user else set()
     given |= {"ssh_port"} if port else set()
     hop = Host(name=f"{host.name}-jump", address=config.get("hostname", name), cluster=host.cluster,
@@ -151,7 +154,7 @@ def _jump_route(host: Host, spec: str, ssh_config: str | None) -> Route:
 
 def _config_port(host: Host, value: str) -> int:
     if not str(value).isdigit() or not 1 <= int(value) <= 65535:
-        raise ConnectError(host.name, f"ssh_config gives Port {value!r}, which is not a port")
+        raise ConnectError(host.name, f"ssh_config gives Port {value!r}, which is not a port", transient=False)
     return int(value)
 
 
@@ -450,24 +453,33 @@ def _fabric_config():
     return fabric.Config(ssh_config=paramiko.SSHConfig())
 
 
-@functools.lru_cache(maxsize=8)
 def _parsed_ssh_config(path: str | None):
-    """The given ssh_config file, else ~/.ssh/config, parsed once: a read-only paramiko SSHConfig."""
+    """The given ssh_config file, else ~/.ssh/config: a read-only paramiko SSHConfig, parsed once per version."""
     import paramiko
 
     chosen = os.path.expanduser(path or DEFAULT_SSH_CONFIG)
-    if not os.path.exists(chosen):
+    try:
+        stat = os.stat(chosen)
+    except OSError:
         if path:
             from vmstation.errors import InputError
 
-            raise InputError(f"--ssh-config {path}: file not found")
+            raise InputError(f"--ssh-config {path}: file not found") from None
         return paramiko.SSHConfig()
+    return _parse_ssh_config(chosen, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_ssh_config(path: str, stamp: int, size: int):
+    """Keyed by modification time and size too: an edited file is read again."""
+    import paramiko
+
     try:
-        return paramiko.SSHConfig.from_path(chosen)
+        return paramiko.SSHConfig.from_path(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         from vmstation.errors import InputError
 
-        raise InputError(f"{chosen}: cannot read it as ssh_config: {_describe(exc)}") from None
+        raise InputError(f"{path}: cannot read it as ssh_config: {_describe(exc)}") from None
 
 
 def _check_host_keys(client, host: Host, options: SshOptions, address: str | None = None,
