@@ -166,7 +166,8 @@ def test_an_ini_inventory_with_host_vars_imports():
 
 @pytest.mark.parametrize("document, fragment", [
     ("- masternode\n- storagenodet3500\n", "the document is a list, expected groups"),
-    ("monitoring_nodes:\n  hosts:\n    - masternode\n", "group 'monitoring_nodes': 'hosts' must be a mapping, got a list"),
+    ("monitoring_nodes:\n  hosts:\n    - masternode\n",
+     "group 'monitoring_nodes': 'hosts' must be a mapping, got a list"),
     ("monitoring_nodes:\n  hosts:\n    masternode: 192.168.4.63\n",
      "host 'masternode' must map to its variables, got a string"),
     ("all:\n  vars: [a, b]\n", "group 'all': 'vars' must be a mapping, got a list"),
