@@ -99,9 +99,9 @@ def route(tmp_path: Path, ssh_config: str, extra: str = ""):
 
 
 def test_ssh_config_fills_what_hosts_toml_leaves_unset(tmp_path):
-    result = route(tmp_path, "Host masternode\n  HostName 10.77.40.9\n  User ops\n  Port 2222\n"
+    result = route(tmp_path, "Host masternode\n  HostName 10.77.57.9\n  User ops\n  Port 2222\n"
                              "  IdentityFile ~/.ssh/lab_key\n")
-    assert (result.address, result.host.ssh_user, result.host.ssh_port) == ("10.77.40.9", "ops", 2222)
+    assert (result.address, result.host.ssh_user, result.host.ssh_port) == ("10.77.57.9", "ops", 2222)
     assert result.key_files == (str(Path("~/.ssh/lab_key").expanduser()),)
     assert result.host.address == "10.77.5.2"          # the node's address in the cluster stays
 
@@ -114,10 +114,27 @@ def test_hosts_toml_wins_over_ssh_config_and_defaults_come_last(tmp_path):
 
 
 def test_proxyjump_becomes_a_checked_hop_and_proxycommand_is_refused(tmp_path):
-    result = route(tmp_path, "Host masternode\n  ProxyJump ops@bastion:2200\nHost bastion\n  HostName 10.77.40.1\n")
-    assert (result.jump.address, result.jump.host.ssh_user, result.jump.host.ssh_port) == ("10.77.40.1", "ops", 2200)
+    result = route(tmp_path, "Host masternode\n  ProxyJump ops@bastion:2200\nHost bastion\n  HostName 10.77.57.1\n")
+    assert (result.jump.address, result.jump.host.ssh_user, result.jump.host.ssh_port) == ("10.77.57.1", "ops", 2200)
     with pytest.raises(ConnectError, match="ProxyCommand .* vmstation does not run it") as caught:
         route(tmp_path, "Host masternode\n  ProxyCommand nc %h %p\n")
     assert not caught.value.transient
     with pytest.raises(ConnectError, match="several hops"):
         route(tmp_path, "Host masternode\n  ProxyJump a,b\n")
+
+
+def test_no_engine_module_names_a_policy_that_accepts_unknown_keys():
+    """Fabric's AutoAddPolicy is replaced on every client (tests/integration/test_ssh_routes.py watches them
+    connect); no module of the product may name AutoAddPolicy or WarningPolicy in code."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "vmstation"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if "testing" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if name in ("AutoAddPolicy", "WarningPolicy"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
