@@ -403,8 +403,8 @@ def _exec(channel, command: str) -> str:
 def _open_socket(host: Host, timeout: float, address: str | None = None, port: int | None = None) -> socket.socket:
     """A TCP connection to ``address`` (a HostName is resolved first, and every address it has is guarded).
 
-    A refused or unroutable port fails at once (nothing listens there, or no route: waiting will not help);
-    a timeout may be a host still booting and is retried by ``connect``.
+    A refused port or a network with no route fails at once (waiting will not help); a timeout or a host
+    that does not answer may be one still booting, and ``connect`` tries again until its deadline.
     """
     from vmstation.netguard import refusal
 
@@ -419,10 +419,9 @@ def _open_socket(host: Host, timeout: float, address: str | None = None, port: i
         raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}"
                            + (" (nothing listens there: check the port)" if isinstance(exc, ConnectionRefusedError)
                               else ""), transient=False) from exc
-    except OSError as exc:
-        transient = exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+    except OSError as exc:   # no route at all will not come; a host that does not answer ARP may be booting
         raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}",
-                           transient=transient) from exc
+                           transient=exc.errno != errno.ENETUNREACH) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(None)
     return sock
