@@ -141,11 +141,22 @@ def trust_hosts(session: Session, names) -> list[tuple[str, str]]:
             if not host.is_root and host.become_password:
                 secrets = secrets or open_secrets(session, inventory)
                 password = secrets.resolve(host.become_password)
+            before = _lines_in(options.known_hosts)
             connect(host, options, password).close()
-            outcome.append((host.name, f"key recorded in {options.known_hosts} (or already there)"))
+            recorded = _lines_in(options.known_hosts) > before
+            outcome.append((host.name, f"key recorded in {options.known_hosts}" if recorded
+                            else f"key already in {options.known_hosts}"))
         except HostError as exc:
             outcome.append((host.name, f"FAILED: {exc.message}"))
     return outcome
+
+
+def _lines_in(path: str) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().count(b"\n")
+    except OSError:
+        return 0
 
 
 def resolve_limit(inventory, patterns) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ the summary are plain text built from outcomes, so tests can compare them.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
@@ -19,6 +20,8 @@ SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">", WARN: "?"}
 BRIEF_OVER_LINES = 120             # a full plan longer than this is shown brief unless --diff asks for it
 OWN_FILES = "file /usr/local/lib/vmstation/"     # the engine's own modules it ships for the idle check
 UNREACHABLE = "unreachable earlier in this run: "
+KEY_IN_MESSAGE = re.compile(r"for (?P<address>\S+)(?P<hop> \(its ProxyJump hop[^)]*\))? \((?P<key>[^)]*)\)")
+KEY_NOTE = "unknown host key (its fingerprint is listed at the end)"
 STATUS_WORDS = {"ok": "ok", "changed": "changed", "failed": "FAILED", "blocked": "blocked",
                 "unsupported": "cannot run here", "resumed": "done earlier", "planned": "planned"}
 
@@ -135,6 +138,8 @@ def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
     note = outcome.message or "; ".join([f"skipped {s.label}: {s.reason}" for s in outcome.skipped]
                                         + [f"warning: {s.reason}" for s in outcome.steps if s.status == WARN])
     bare = note.removeprefix(UNREACHABLE)
+    if bare.startswith(UNKNOWN_KEY):
+        note = bare = KEY_NOTE
     if outcome.status == "failed" and said.get(outcome.host) == bare:
         return "as above"
     if outcome.status == "blocked" and outcome.host in said:
@@ -150,7 +155,9 @@ def unknown_host_keys(outcomes: list[PhaseOutcome], inventory_path: str | None =
     for o in outcomes:
         message = o.message.removeprefix(UNREACHABLE)
         if message.startswith(UNKNOWN_KEY) and o.host not in found:
-            found[o.host] = message.removeprefix(UNKNOWN_KEY)
+            match = KEY_IN_MESSAGE.search(message)
+            found[o.host] = (f"{match['address']}{match['hop'] or ''}  {match['key']}" if match
+                             else message.removeprefix(UNKNOWN_KEY))
     if not found:
         return []
     width = max(len(h) for h in found)
@@ -177,7 +184,8 @@ def to_json(result, plan: bool = False) -> str:
 
 def _plan_headline(outcome: PhaseOutcome) -> str:
     if outcome.status != "planned":
-        return STATUS_WORDS.get(outcome.status, outcome.status) + (f": {outcome.message}" if outcome.message else "")
+        message = KEY_NOTE if UNKNOWN_KEY in outcome.message else outcome.message
+        return STATUS_WORDS.get(outcome.status, outcome.status) + (f": {message}" if message else "")
     changes = sum(1 for s in outcome.steps if s.status == CHANGE)
     return f"{changes} to change, {len(outcome.steps) - changes} unchanged or checks"
 
