@@ -26,7 +26,7 @@ STEPS = [
     "vmstation inventory check",
     "vmstation plan deploy-debian --only debian.system-prep",
     "vmstation hosts trust masternode storagenodet3500 homelab",
-    "vmstation plan deploy-debian --only debian.system-prep",
+    "vmstation plan deploy-debian",
     "vmstation deploy-debian",
     "vmstation deploy-debian --only debian.system-prep,debian.containerd",
 ]
