@@ -2,9 +2,10 @@
 
 Every command becomes a task of the same name (a group's commands: ``fab inventory.check``), every option a
 flag with the same long name, short flag, meaning and environment variable (click still parses it: the task
-hands its flags back to the vmstation CLI). An argument that takes several values (``wake HOST...``) is a
-repeatable flag. ``fabfile.py`` in this repository and the one ``vmstation init`` writes are the same line:
-``from vmstation.fab_tasks import ns``.
+hands its flags back to the vmstation CLI). A required argument stays positional (``fab plan deploy-debian``);
+an optional one is a flag of its name (``fab phases --target deploy-rke2``), and one that takes several values
+a repeatable flag (``fab wake --hosts a --hosts b``). ``fabfile.py`` in this repository and the one
+``vmstation init`` writes are the same line: ``from vmstation.fab_tasks import ns``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class CommandTask(Task):
         main.main(args=self.path + to_cli_args(self.command, values), prog_name="fab", standalone_mode=True)
 
     def _positionals(self):
-        return [p for p in self.command.params if isinstance(p, click.Argument) and p.nargs == 1]
+        return [p for p in self.command.params if _is_positional(p)]
 
 
 def fab_argument(param: click.Parameter) -> Argument:
@@ -66,7 +67,7 @@ def fab_argument(param: click.Parameter) -> Argument:
     elif isinstance(param.type, click.types.IntParamType):
         kind = int
     help_text = param.help if isinstance(param, click.Option) else f"{param.name.upper()} (vmstation's argument)"
-    positional = isinstance(param, click.Argument) and param.nargs == 1
+    positional = _is_positional(param)
     return Argument(names=names, kind=kind, default=default, attr_name=attr_name, help=help_text,
                     positional=positional)
 
@@ -93,6 +94,13 @@ def to_cli_args(command: click.Command, values: dict) -> list[str]:
         else:
             args += [flag, str(value)]
     return args + (["--"] + positionals if positionals else [])
+
+
+def _is_positional(param: click.Parameter) -> bool:
+    """A required one-value argument stays positional (``fab plan deploy-debian``); an optional one
+    (``vmstation phases [TARGET]``) or one taking several values is a flag, since Invoke's positionals are
+    required and single."""
+    return isinstance(param, click.Argument) and param.nargs == 1 and param.required
 
 
 def _flag_names(param: click.Parameter) -> list[str]:
