@@ -447,8 +447,19 @@ def _dropped_report(hosts: list[_Host], groups: dict[str, _Group]) -> list[str]:
         for name in group.vars:
             if name not in _UNDERSTOOD and not _is_group_var(name):
                 where.setdefault(name, []).append(f"group {group_name}")
-    return [f"dropped {name} ({', '.join(dict.fromkeys(places))}): {_WHY_DROPPED.get(name, 'no meaning for vmstation')}"
-            for name, places in sorted(where.items())]
+    referenced = {str(h.values.get("become_password", "")).removeprefix("vault:") for h in hosts}
+    encrypted = {name for group in groups.values() for name, value in group.vars.items()
+                 if isinstance(value, _InlineVault)}
+    lines = []
+    for name, places in sorted(where.items()):
+        if name in referenced:
+            state = "an inline !vault value" if name in encrypted else "a value"
+            lines.append(f"kept {name} as the reference vault:{name}: {state} in the old inventory, not copied; "
+                         f"add it to the vault as {name!r}")
+        else:
+            lines.append(f"dropped {name} ({', '.join(dict.fromkeys(places))}): "
+                         f"{_WHY_DROPPED.get(name, 'no meaning for vmstation')}")
+    return lines
 
 
 def _render(source: str, all_vars: dict, hosts: list[_Host], notes: list[str]) -> str:

@@ -197,3 +197,18 @@ def test_out_is_not_overwritten_without_force(tmp_path):
     assert out.read_text() == "# edited by hand\n"
     forced = run_vmstation("inventory", "import", str(FIXTURE), "--out", str(out), "--force", cwd=tmp_path)
     assert forced.returncode == 0 and out.read_text().startswith("# Imported from")
+
+
+def test_a_group_vars_password_encrypted_inline_becomes_the_reference_it_was(tmp_path):
+    from vmstation.ansible_import import import_inventory
+
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text(FIXTURE.read_text().replace(
+        'ansible_become_pass: "{{ homelab_become_password }}"', 'ansible_become_pass: "{{ vault_sudo }}"'))
+    (tmp_path / "group_vars" / "compute_nodes.yml").write_text(
+        "vault_sudo: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162636465\n")
+    imported = import_inventory(tmp_path)
+    assert load_text(imported.text, "h.toml").host("homelab").become_password == "vault:vault_sudo"
+    assert ("kept vault_sudo as the reference vault:vault_sudo: an inline !vault value in the old inventory, not "
+            "copied; add it to the vault as 'vault_sudo'") in imported.report
+    assert "$ANSIBLE_VAULT" not in imported.text
