@@ -57,10 +57,12 @@ def common_options(function):
                           "refused) [$VMSTATION_TRUST_NEW_HOST_KEYS]."),
         click.option("--ssh-config", metavar="PATH", envvar="VMSTATION_SSH_CONFIG",
                      help="ssh_config file for what the inventory leaves unset [default: ~/.ssh/config]."),
-        click.option("--verbose", "-v", count=True, help="-v: every command sent; -vv: also the probes' answers."),
+        click.option("--verbose", "-v", count=True,
+                     help="-v: every command sent; -vv: also how each answered (sizes, stderr's tail)."),
     ]):
         function = option(function)
     return function
+
 
 def reports_input_errors(function):
     """Bad input becomes one line on stderr and exit code 2, never a traceback."""
