@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := openssh-server iproute2 procps sudo systemd-container mmdebstrap prometheus containerd systemd
 
-.PHONY: test unit deps venv test-vagrant check-vagrant demo demo-down bench lint
+.PHONY: test unit deps venv test-vagrant check-vagrant demo demo-down bench lint transcript
 
 test: deps venv
 	$(PY) -m pytest -q
@@ -50,6 +50,10 @@ lint: venv
 	$(PY) -m pip install -q ruff
 	$(VENV)/bin/ruff check --isolated --select E,F,W,B --line-length 120 --target-version py311 \
 	  --per-file-ignores 'tests/unit/test_config_checks.py:E501' vmstation tests bench fabfile.py
+
+# The README's first-run transcript, recorded against the demo boxes (root; rewrites README.md's transcript part).
+transcript: deps venv
+	$(PY) -m vmstation.testing.transcript
 
 demo-down: venv
 	$(PY) -m vmstation.testing.demo --down

@@ -78,7 +78,8 @@ def verify(session, target: str) -> int:
     inventory = load_inventory(session)
     secrets = open_secrets(session, inventory)
     kinds = {"deploy-debian": {"kubeadm"}, "deploy-rke2": {"rke2"}}.get(target, {"kubeadm", "rke2"})
-    options = SshOptions(known_hosts=inventory.known_hosts, trust_new_host_keys=session.trust_new_host_keys)
+    options = SshOptions(known_hosts=inventory.known_hosts, trust_new_host_keys=session.trust_new_host_keys,
+                         ssh_config=session.ssh_config)
     failed = 0
     for host in inventory.hosts:
         cluster = inventory.cluster(host.cluster)
