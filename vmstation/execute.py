@@ -83,7 +83,8 @@ vms_apt_update() {  # apt-get update once per placing script
 }
 """
 
-PLACE_FUNCTIONS = r"""vms_place() {  # staged-file target mode owner group: an empty temp with the final owner and mode, filled, renamed
+# vms_place staged-file target mode owner group: an empty temp with the final owner and mode, filled, renamed
+PLACE_FUNCTIONS = r"""vms_place() {
   vms_dir=$(dirname -- "$2") || return
   (umask 022 && mkdir -p -- "$vms_dir") || return
   vms_base=$(basename -- "$2") || return

@@ -222,6 +222,12 @@ class HostConnection:
             handle.set_pipelined(True)
             handle.write(content)
 
+    def abort(self) -> None:
+        """Cut the connection now (an interrupt): every command in flight ends with a ConnectError."""
+        transport = self._fabric.client.get_transport()
+        if transport is not None:
+            transport.close()
+
     def close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()

@@ -134,5 +134,5 @@ def test_the_journal_records_every_outcome_and_the_end_of_the_run(hosts, tmp_pat
     assert {(e["phase"], e["host"]) for e in entries[:-1]} == {(p, h.name) for p in ("base", "token", "extra")
                                                                 for h in hosts}
     assert all(e["status"] in ("changed", "ok") and e["commands"] >= 1 for e in entries[:-1])
-    assert entries[-1] == {"run": "end", "target": "site", "exit_code": 0, "changed": 6,
+    assert entries[-1] == {"run": "end", "target": "site", "status": "done", "exit_code": 0, "changed": 6,
                            "seconds": entries[-1]["seconds"]}
