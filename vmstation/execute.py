@@ -94,8 +94,8 @@ PLACE_FUNCTIONS = r"""vms_place() {
   then vms_tmp=; else vms_rc=$?; rm -f -- "$vms_tmp"; vms_tmp=; return "$vms_rc"; fi
 }
 vms_cmd() {  # deadline script
-  if [ -n "$vms_timeout" ]; then timeout -k 5 "$1" "$vms_shell" "$2" </dev/null
-  else "$vms_shell" "$2" </dev/null; fi
+  if [ -n "$vms_timeout" ]; then timeout -k 5 "$1" "$vms_shell" "$2" </dev/null 9>&-
+  else "$vms_shell" "$2" </dev/null 9>&-; fi
 }
 """
 

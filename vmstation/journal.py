@@ -49,6 +49,10 @@ class Journal:
     def for_inventory(cls, inventory_path: str, target: str, plan: bool = False) -> "Journal":
         return cls(state_dir(inventory_path) / "runs", target, plan)
 
+    def start(self) -> None:
+        """The first record, so that a run that dies before any outcome still leaves a journal to recognise."""
+        self._write({"run": "start", "target": self.target, "pid": os.getpid(), "plan": self.plan})
+
     def record(self, outcome) -> None:
         entry = {"phase": outcome.phase, "host": outcome.host, "status": outcome.status,
                  "changed": outcome.changed, "skipped": len(outcome.skipped),

@@ -106,6 +106,7 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
         crashed = [] if options.plan else journal.close_crashed_runs()
         for path in crashed:
             log.warning("the run of %s journaled in %s ended without an end record: it crashed", options.target, path)
+        journal.start()
         return _run_phases(phases, journal, run_ctx, options, listener or (lambda event, data: None))
 
 
