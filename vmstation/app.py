@@ -52,6 +52,7 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     from vmstation.targets import build_graph
     from vmstation.transport import SshOptions
 
+    check_options(plan=plan, only=only, start_from=start_from, resume=resume, forks=forks)
     inventory = load_inventory(session)
     _check_limit(inventory, limit)
     graph = build_graph()
@@ -69,6 +70,22 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
                                         trust_new_host_keys=session.trust_new_host_keys,
                                         ssh_config=session.ssh_config))
     return run(graph, run_ctx, options, listener)
+
+
+def check_options(*, plan: bool, only=(), start_from=None, resume: bool = False, forks: int = 32) -> None:
+    """Options that contradict each other are bad input (exit 2), refused before anything is read or touched."""
+    from vmstation.errors import InputError
+
+    conflicts = [
+        (bool(only) and bool(start_from), "--only and --from cannot be used together: --only names every phase "
+                                          "to run, --from every phase from one on"),
+        (plan and resume, "--plan and --resume cannot be used together: a plan shows every phase, --resume skips "
+                          "some"),
+        (forks < 1, f"--forks must be at least 1 (got {forks})"),
+    ]
+    for conflict, message in conflicts:
+        if conflict:
+            raise InputError(message)
 
 
 def render_target(session: Session, target: str, out_dir: str) -> list[Path]:

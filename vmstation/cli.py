@@ -310,12 +310,23 @@ def _run(session, target, plan, only, start_from, limit, resume, forks, as_json)
             progress.close()
     if as_json:
         click.echo(to_json(result))
-        return result.exit_code
-    if plan:
-        click.echo(format_plan(result.outcomes), nl=False)
-    click.echo(format_summary(result.outcomes), nl=False)
-    click.echo(f"journal: {result.journal_path}")
+    else:
+        if plan:
+            click.echo(format_plan(result.outcomes), nl=False)
+        click.echo(format_summary(result.outcomes), nl=False)
+        click.echo(f"journal: {result.journal_path}")
+    if result.interrupted:
+        _exit_now(result.exit_code)
     return result.exit_code
+
+
+def _exit_now(code: int) -> None:
+    """After an interrupt: the outcome is printed and journaled; do not wait for threads still in a cut connection."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
