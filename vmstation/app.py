@@ -41,11 +41,13 @@ def open_secrets(session: Session, inventory):
 
 
 def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, limit=(),
-               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None):
+               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None,
+               step_deadline: float | None = None):
     """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
 
     ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets the
-    caller read what the run captured.
+    caller read what the run captured. ``step_deadline``: seconds a step's command may run unless its
+    operation says otherwise (default 300).
     """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
@@ -65,7 +67,7 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
 
         preflight(inventory, target, limit, values)
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
-                         resume=resume, forks=forks,
+                         resume=resume, forks=forks, step_deadline=step_deadline,
                          ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
                                         trust_new_host_keys=session.trust_new_host_keys,
                                         ssh_config=session.ssh_config))

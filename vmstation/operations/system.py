@@ -63,7 +63,7 @@ class Service(Operation):
 
     name: str
     enabled: bool = True
-    running: bool = True
+    running: bool | None = True       # None: leave it as it is (kubelet: kubeadm starts it, later runs keep it)
     restart_on: tuple[str, ...] = ()  # labels of operations in the same phase
     daemon_reload: bool = False
 
@@ -90,7 +90,7 @@ class Service(Operation):
         elif self.running and triggers:
             commands.append(sh("systemctl restart {}", self.name))
             reasons.append("restart: " + ", ".join(triggers) + " changed")
-        if not self.running and active_state == "active":
+        if self.running is False and active_state == "active":
             commands.append(sh("systemctl stop {}", self.name))
             reasons.append("was active")
         if not commands or commands == ["systemctl daemon-reload"]:
