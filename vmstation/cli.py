@@ -2,7 +2,7 @@
 
 Exit codes scripts can rely on: 0 done, 1 a host failed, 2 bad input (nothing
 changed anywhere), 3 stopped where this machine cannot go on (binaries that
-cannot be had here), 4 sleep --check decided to stay awake.
+cannot be had here), 4 sleep --check decided to stay awake, 130 interrupted (SIGINT, SIGTERM).
 
 Only click is imported at start-up; SSH, Jinja and rich load when a command runs.
 """
