@@ -84,7 +84,7 @@ class Journal:
         Called while holding the RunLock, so no run that is still alive can be taken for a dead one.
         """
         crashed = []
-        for path in self._own_runs():
+        for path in self._own_runs()[-1:]:   # every run checks the one before it, so only the newest can be open
             entries = read_entries(path)
             if entries and entries[-1].get("run") != "end":
                 with open(path, "a") as handle:
