@@ -247,11 +247,13 @@ def start_run(hosts, tmp_path: Path, sleep: str, members=None) -> subprocess.Pop
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def test_sigint_ends_the_run_within_5s_with_130_and_the_journal_says_interrupted(hosts, tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_ends_the_run_within_5s_with_130_and_the_journal_says_interrupted(hosts, tmp_path,
+                                                                                         signal_number):
     process = start_run(hosts, tmp_path, "20.25")
     try:
         wait_until(lambda: all(remote_processes(h, "sleep 20.25") for h in hosts), 20, "the slow step on all hosts")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal_number)
         sent = time.monotonic()
         stdout, stderr = process.communicate(timeout=30)
         took = time.monotonic() - sent
@@ -389,6 +391,38 @@ def test_a_handler_whose_trigger_was_placed_runs_on_the_next_run_after_a_cut(hos
 
     third = run_t(one_phase(operations), inventory, limit=(host.name,))    # cleared once it ran
     assert {s.label: s.status for s in outcome(third, host.name).steps}["run restart app"] == op.OK
+    assert (root / "restarts.log").read_text() == "restarted\n"
+
+
+def test_a_handler_runs_on_the_next_run_after_the_host_went_down_between_placing_and_handling(hosts, tmp_path):
+    index = 2
+    host = hosts[index]
+    root = host.root / tmp_path.name
+    root.mkdir()
+    started = root / "slow-started"
+
+    def operations(ctx):
+        config = op.File(f"{root}/app.conf", "v3\n")
+        yield config
+        yield op.Command(op.sh("touch {}; sleep 96.5", started), "slow step", creates=str(started))
+        yield op.Command(op.sh("echo restarted >> {}", f"{root}/restarts.log"), "restart app",
+                         when_changed=(config.label,))
+
+    inventory = inventory_of(hosts, tmp_path)
+    cutter = threading.Thread(target=lambda: (wait_until(lambda: remote_processes(host, "sleep 96.5"), 30,
+                                                         "the slow step"), hosts.stop(index)))
+    cutter.start()
+    try:
+        first = run_t(one_phase(operations), inventory, limit=(host.name,))
+    finally:
+        cutter.join(timeout=60)
+        hosts.start(index)
+    assert outcome(first, host.name).status == "failed" and (root / "app.conf").read_text() == "v3\n"
+    assert not (root / "restarts.log").exists()
+
+    second = run_t(one_phase(operations), inventory, limit=(host.name,))
+    steps = {s.label: s.status for s in outcome(second, host.name).steps}
+    assert steps == {f"file {root}/app.conf": op.OK, "run slow step": op.OK, "run restart app": op.CHANGE}
     assert (root / "restarts.log").read_text() == "restarted\n"
 
 
