@@ -29,6 +29,7 @@ old ones or the new ones, never half-written.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import shlex
 import time
@@ -107,7 +108,7 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
     sent_before = ctx.connection.commands_sent if ctx.connection else 0
     try:
         operations = list(phase.operations(ctx))
-        outcome.digest = inputs_digest(operations)
+        outcome.digest = inputs_digest(operations, ctx.run.digest_key)
         pending = pending_markers(phase.name, ctx.host.name, operations)
         outcome.steps = decide(operations, ctx, pending)
         if ctx.plan:
@@ -307,14 +308,15 @@ def _triggered(operations: list[Operation], steps: list[Step], markers: dict[int
 # -- what a pair would do, for --resume ----------------------------------------------------------------
 
 
-def inputs_digest(operations: list[Operation]) -> str:
+def inputs_digest(operations: list[Operation], key: bytes = b"") -> str:
     """A digest of everything ``operations`` would put on or run on a host (contents, commands, paths, modes).
 
-    Functions (an Edit's transform) count by name and by the values they close over.
+    Functions (an Edit's transform) count by name and by the values they close over. Keyed (HMAC with the
+    state directory's own random key) because contents can hold secrets and journals are plain files.
     """
-    digest = hashlib.sha256()
+    digest = hmac.new(key, digestmod=hashlib.sha256)
     for operation in operations:
-        digest.update(_stable(operation).encode())
+        digest.update(_stable(operation).encode(errors="surrogateescape"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
 

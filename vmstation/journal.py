@@ -75,8 +75,21 @@ class Journal:
             self._handle.close()
             self._handle = None
 
-    def note(self, entry: dict) -> None:
-        self._write(entry)
+    def digest_key(self) -> bytes:
+        """The state directory's random key for digests (made once, 0600): journals need not be secret."""
+        path = self.directory.parent / "digest.key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:         # another run made it meanwhile
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+        return path.read_bytes()
 
     def close_crashed_runs(self) -> list[Path]:
         """Journals of this target's earlier runs that have no end record: those runs died. Close them.

@@ -121,6 +121,7 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
     run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
     if options.step_deadline:
         run_ctx.step_deadline = options.step_deadline
+    run_ctx.digest_key = journal.digest_key()
     result = RunResult(options.target, journal_path=str(journal.path))
     started = time.monotonic()
     status: dict[tuple[str, str], str] = {}
@@ -192,7 +193,7 @@ def _unchanged_since_last_run(phase: Phase, host: Host, run_ctx: RunContext,
         operations = list(phase.operations(HostContext(offline, host, None)))
     except Exception:  # needs facts, another host, or fails: let the real run decide
         return False
-    return inputs_digest(operations) == recorded
+    return inputs_digest(operations, run_ctx.digest_key) == recorded
 
 
 def _no_remote(host: Host):
