@@ -64,17 +64,20 @@ def ssh_options(session: Session, inventory):
 
 
 def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, skip=(), limit=(),
-               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None):
+               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None,
+               step_deadline: float | None = None):
     """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
 
     ``limit``: host names, globs, cluster names or roles. ``skip``: phases left out of what --only/--from
     chose. ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets
-    the caller read what the run captured.
+    the caller read what the run captured. ``step_deadline``: seconds a step's command may run unless its
+    operation says otherwise (default 300).
     """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
     from vmstation.targets import build_graph
 
+    check_options(plan=plan, only=only, start_from=start_from, resume=resume, forks=forks)
     inventory = load_inventory(session)
     limit = resolve_limit(inventory, limit)
     graph = build_graph()
@@ -90,7 +93,8 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     if listener:   # the inventory and secrets are good: say which inventory before any host is touched
         listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
-                         resume=resume, forks=forks, ssh=ssh_options(session, inventory))
+                         resume=resume, forks=forks, step_deadline=step_deadline,
+                         ssh=ssh_options(session, inventory))
     return run(graph, run_ctx, options, listener)
 
 
@@ -177,6 +181,22 @@ def resolve_limit(inventory, patterns) -> tuple[str, ...]:
                                  f"or role matches); known: {names}; clusters: {clusters}", host=pattern)
         chosen += [name for name in matched if name not in chosen]
     return tuple(chosen)
+
+
+def check_options(*, plan: bool, only=(), start_from=None, resume: bool = False, forks: int = 32) -> None:
+    """Options that contradict each other are bad input (exit 2), refused before anything is read or touched."""
+    from vmstation.errors import InputError
+
+    conflicts = [
+        (bool(only) and bool(start_from), "--only and --from cannot be used together: --only names every phase "
+                                          "to run, --from every phase from one on"),
+        (plan and resume, "--plan and --resume cannot be used together: a plan shows every phase, --resume skips "
+                          "some"),
+        (forks < 1, f"--forks must be at least 1 (got {forks})"),
+    ]
+    for conflict, message in conflicts:
+        if conflict:
+            raise InputError(message)
 
 
 def render_target(session: Session, target: str, out_dir: str) -> list[Path]:

@@ -284,7 +284,8 @@ def _kube_binaries_from_artifacts(ctx: HostContext):
     dropin = File("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", ctx.render("kubernetes/10-kubeadm.conf.j2"))
     yield unit
     yield dropin
-    yield Service("kubelet", running=False, daemon_reload=True)
+    # not started here (kubeadm init/join starts it), and never stopped: a second run must leave it running
+    yield Service("kubelet", running=None, daemon_reload=True)
 
 
 # -- 4. control plane -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import shlex
 import socket
 from dataclasses import dataclass
 
+from vmstation import netguard  # here, not in send_udp: a sender that dropped privileges may not read it later
 from vmstation.errors import HostError, InputError, Unsupported
 from vmstation.inventory import parse_mac as normalise
 
@@ -128,12 +129,10 @@ def send_udp(
     secureon: str | bytes | None = None,
 ) -> None:
     """Send the magic packet as one UDP datagram to ``broadcast:port``, bound to ``interface`` when named."""
-    from vmstation.netguard import refusal
-
     payload = magic_packet(mac, secureon)
     address = _ipv4(broadcast)
     _check_port(port)
-    refused = refusal(address)
+    refused = netguard.refusal(address)
     if refused:
         raise InputError(f"Wake-on-LAN broadcast {refused}")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
