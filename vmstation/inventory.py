@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vmstation import values as _values
 from vmstation import versions
 from vmstation.errors import InventoryError
 
@@ -164,7 +165,7 @@ def load_text(text: str, path: str = "hosts.toml") -> Inventory:
     defaults = _checked(_Place(path, prefix="defaults."), _table(top, data, "defaults"), _DEFAULT_KINDS)
     known_hosts = _known_hosts(top, data, defaults)
     cluster_tables = _named_tables(top, data, "clusters")
-    kinds = {name: _cluster_kind(_Place(path, prefix=f"clusters.{name}."), table)
+    kinds = {name: _cluster_kind(_Place(path, prefix=f"clusters.{name}."), name, table)
              for name, table in cluster_tables.items()}
     hosts = tuple(_host(_Place(path, host=name), name, table, defaults, kinds)
                   for name, table in _named_tables(top, data, "hosts").items())
@@ -252,7 +253,11 @@ def _cluster(place: _Place, name: str, table: dict, hosts: tuple[Host, ...]) -> 
     return Cluster(name=name, **values)
 
 
-def _cluster_kind(place: _Place, table) -> str:
+def _cluster_kind(place: _Place, name: str, table) -> str:
+    try:
+        _values.cluster_name(name)
+    except ValueError as exc:
+        raise place.error(str(exc)) from None
     if not isinstance(table, dict):
         raise place.error("must be a table [clusters.NAME]")
     _require(place, table, _REQUIRED["cluster"])
@@ -538,13 +543,12 @@ _VALUE_RULES = {
     "ssh_port": _port, "wol_port": _port, "api_endpoint": _endpoint,
     "pod_cidr": _cidr, "service_cidr": _cidr,
     "become_password": _secret_reference, "jellyfin_api_key": _secret_reference,
-    "apt_proxy": _http_url, "jellyfin_url": _http_url,
+    "apt_proxy": _values.proxy_url, "jellyfin_url": _http_url, "check_interval": _values.calendar,
     "kind": _one_of("kubeadm", "rke2"), "sleep_method": _one_of("shutdown", "suspend"),
     "os_family": _one_of("debian", "rhel"), "containerd_source": _one_of("debian", "docker", "tarball"),
     "firewall": _one_of("open-ports", "disabled"),
     "ssh_user": _matching(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", "a user name"),
-    "interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
-    "wol_interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
+    "interface": _values.interface_name, "wol_interface": _values.interface_name,
     "media_path": _matching(r"/.*", "an absolute path"),
     "cri_socket": _matching(r"^unix:///\S+$", "a socket URL like 'unix:///var/run/containerd/containerd.sock'"),
     "dns_domain": _matching(_DNS_NAME.pattern, "a DNS domain like 'cluster.local'"),

@@ -14,6 +14,7 @@ from vmstation.errors import HostError
 from vmstation.atomic import write_atomically
 from vmstation.facts import HostFacts
 from vmstation.operations import File
+from vmstation.values import inside, output_directory
 
 ASSUMED = {
     "debian": dict(os_release={"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
@@ -32,6 +33,7 @@ def assumed_facts(os_family: str) -> HostFacts:
 
 
 def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
+    output_directory(out_dir)
     written, notes = [], []
     for phase, host, operations in operations_offline(inventory, target):
         if isinstance(operations, HostError):
@@ -39,7 +41,7 @@ def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
             continue
         for operation in operations:
             if isinstance(operation, File):
-                destination = out_dir / host.name / operation.path.lstrip("/")
+                destination = inside(out_dir, host.name, operation.path.lstrip("/"))
                 content = b"(secret: not rendered)\n" if operation.secret else operation.data
                 write_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
                 written.append(destination)

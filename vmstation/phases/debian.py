@@ -30,6 +30,7 @@ from vmstation.errors import InputError, Unsupported
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
                                   Sysctl, sh, wait_until)
+from vmstation.values import inside
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -289,7 +290,7 @@ def jellyfin_storage(ctx: HostContext):
 def kubeconfig(ctx: HostContext):
     from vmstation.operations import Fetch
 
-    destination = ctx.run.artifacts_dir / ctx.cluster.name / "admin.conf"
+    destination = inside(ctx.run.artifacts_dir, ctx.cluster.name, "admin.conf")
     yield Fetch(ADMIN_CONF, str(destination))
 
 

@@ -32,6 +32,7 @@ from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, F
                                   LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
                                   wait_until)
 from vmstation.rke2_checks import check_rke2_config
+from vmstation.values import inside
 
 KUBECTL = f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"
 AUTO_DEPLOY_DIR = "/var/lib/rancher/rke2/server/manifests"
@@ -298,7 +299,7 @@ def monitoring(ctx: HostContext):
 
 
 def artifacts(ctx: HostContext):
-    local = ctx.run.artifacts_dir / ctx.host.name
+    local = inside(ctx.run.artifacts_dir, ctx.host.name)
     yield Fetch(rhel.RKE2_KUBECONFIG, str(local / "rke2.yaml"), transform=_kubeconfig_for(ctx.host))
     yield Fetch(rhel.RKE2_CONFIG, str(local / "config.yaml"))
     yield JournalCopy(rhel.RKE2_SERVICE, str(local / "rke2-server.journal"))
