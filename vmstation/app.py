@@ -52,6 +52,9 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     from vmstation.targets import build_graph
     from vmstation.transport import SshOptions
 
+    from vmstation.netguard import allowed_networks
+
+    allowed_networks()            # a malformed VMSTATION_ALLOWED_NETWORKS is bad input before anything starts
     inventory = load_inventory(session)
     _check_limit(inventory, limit)
     graph = build_graph()
