@@ -62,6 +62,7 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
+    _check_known_hosts(inventory)
     if not plan:
         from vmstation.offline import preflight
 
@@ -104,3 +105,10 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
             continue
         if not host.is_root and host.become_password:
             run_ctx.secret(host.become_password)
+
+
+def _check_known_hosts(inventory) -> None:
+    """A malformed known_hosts line is bad input: one line naming file and line, before any host is touched."""
+    from vmstation import known_hosts
+
+    known_hosts.check(os.path.expanduser(inventory.known_hosts))
