@@ -66,7 +66,7 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     if not plan:
         from vmstation.offline import preflight
 
-        preflight(inventory, target, limit, values)
+        preflight(inventory, target, limit, values, secrets)
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
                          resume=resume, forks=forks,
                          ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
@@ -97,7 +97,8 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
     """Resolve every sudo password the run will need before any host is touched.
 
     A wrong vault password or a missing secret is bad input: it must stop the run
-    with nothing changed anywhere, not half-way through.
+    with nothing changed anywhere, not half-way through. The secrets phases read
+    (the Jellyfin API key) are resolved by the preflight, which walks every phase.
     """
     hosts = {h.name: h for phase in graph.order(target, only, start_from) for h in phase.select(run_ctx.inventory)}
     for host in hosts.values():

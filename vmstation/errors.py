@@ -9,6 +9,7 @@
     └── HostError                  something went wrong on one host; other hosts carry on
         ├── ConnectError           cannot reach or log in to the host (after retries)
         ├── HostKeyError           the host's key is unknown or does not match known_hosts
+        ├── GuardRefusal           the network guard does not allow the host's address
         ├── SudoError              sudo refused the password or is not allowed
         ├── CommandError           a remote command exited non-zero
         └── Unsupported            the host cannot do this step here (no binaries, a box's kernel limits)
@@ -78,6 +79,10 @@ class ConnectError(HostError):
 
 class HostKeyError(ConnectError):
     """The host's SSH key is unknown or differs from known_hosts."""
+
+
+class GuardRefusal(ConnectError):
+    """VMSTATION_ALLOWED_NETWORKS does not allow the host's address: never retried, it will not change."""
 
 
 class SudoError(HostError):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from vmstation import values as _values
 from vmstation import versions
-from vmstation.errors import InventoryError
+from vmstation.errors import InputError, InventoryError
 
 # ---------------------------------------------------------------------------
 # The data (the contract every other module reads)
@@ -144,13 +144,11 @@ _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
 def load(path: str | Path) -> Inventory:
     """Read and check ``path``; raise InventoryError naming the file, host and key of the first broken rule."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError(str(path), "file not found") from None
+        text = _values.read_input_file(path, "inventory").decode("utf-8")
     except UnicodeDecodeError:
         raise InventoryError(str(path), "not UTF-8 text") from None
-    except OSError as exc:
-        raise InventoryError(str(path), f"cannot read: {exc.strerror}") from None
+    except InputError as exc:
+        raise InventoryError(str(path), str(exc).removeprefix(f"{path}: ")) from None
     return load_text(text, str(path))
 
 
@@ -215,6 +213,8 @@ class _Place:
 def _parse_toml(text: str, path: str) -> dict:
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise InventoryError(path, "TOML nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)$", message)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vmstation.errors import CommandError, ConnectError, HostKeyError, SudoError
+from vmstation.errors import CommandError, ConnectError, GuardRefusal, HostKeyError, SudoError
 from vmstation.inventory import Host
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def _open_socket(host: Host, timeout: float) -> socket.socket:
 
     refused = refusal(host.address)
     if refused:
-        raise ConnectError(host.name, refused)
+        raise GuardRefusal(host.name, refused)
     try:
         sock = socket.create_connection((host.address, host.ssh_port), timeout=timeout)
     except OSError as exc:
@@ -364,7 +364,8 @@ def _is_transient(exc: BaseException) -> bool:
     """Worth another attempt: the host may still be booting. Wrong keys and passwords are not."""
     import paramiko
 
-    if isinstance(exc, (HostKeyError, SudoError, paramiko.AuthenticationException, paramiko.BadHostKeyException)):
+    if isinstance(exc, (HostKeyError, GuardRefusal, SudoError, paramiko.AuthenticationException,
+                        paramiko.BadHostKeyException)):
         return False
     if isinstance(exc, ConnectError):
         return "authentication failed" not in exc.message

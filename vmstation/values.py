@@ -187,3 +187,36 @@ def output_directory(path: str | os.PathLike) -> Path:
         if parent.exists() and not parent.is_dir():
             raise InputError(f"{directory}: {parent} is not a directory")
     return directory
+
+
+# --- files read at entry points -----------------------------------------------------------------
+
+INPUT_LIMIT = 16 * 1024 * 1024      # no inventory, vault or password file is anywhere near this
+
+
+def read_input_file(path: str | os.PathLike, what: str = "file", limit: int = INPUT_LIMIT) -> bytes:
+    """The bytes of a regular file; InputError (one line) for a FIFO, device, directory or a huge file.
+
+    Opened non-blocking, so a FIFO named as an inventory cannot hang the run before it is refused.
+    """
+    import stat
+
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise InputError(f"{path}: not a regular file (a FIFO, device or directory cannot be the {what})")
+        if status.st_size > limit:
+            raise InputError(f"{path}: {what} is larger than {limit // (1024 * 1024)} MiB")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: {what} is larger than {limit // (1024 * 1024)} MiB")
+    return data

@@ -178,7 +178,7 @@ def _scheduled_check(ctx: HostContext):
     power = ctx.inventory.power
     yield File(IDLE_CONFIG, idle_config_json(ctx.inventory))
     if power.jellyfin_api_key:
-        key = "" if ctx.run.offline else ctx.run.secret(power.jellyfin_api_key).reveal()
+        key = "" if ctx.run.secrets is None else ctx.run.secret(power.jellyfin_api_key).reveal()
         yield File(JELLYFIN_KEY_FILE, key + "\n", mode="0600", secret=True)
     commands = [script for _, script in sleep_sequence([h.name for h in sleepers(ctx.inventory)], request=True)]
     yield File(SCHEDULED_SLEEP, ctx.render("power/scheduled-sleep.sh.j2", lib_dir=shlex.quote(LIB_DIR),

@@ -191,7 +191,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _guarded_create_connection(address, timeout=socket.getdefaulttimeout(), source_address=None):
+def _guarded_create_connection(address, timeout=None, source_address=None):
     from vmstation.netguard import guarded_connection
 
     return guarded_connection(address[0], address[1], timeout)

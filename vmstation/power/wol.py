@@ -102,8 +102,8 @@ def send_raw(mac: str | bytes, interface: str, secureon: str | bytes | None = No
     """Send the magic packet as a broadcast Ethernet frame (EtherType 0x0842) on ``interface``.
 
     Needs root or CAP_NET_RAW. With VMSTATION_ALLOWED_NETWORKS set, the frame leaves only by an
-    interface whose addresses lie inside those networks (netguard). scapy is imported here, not at module import, because
-    it takes about a second to load and the UDP path never needs it.
+    interface whose addresses lie inside those networks (netguard). scapy is imported here, not at
+    module import, because it takes about a second to load and the UDP path never needs it.
     """
     from vmstation.netguard import interface_refusal
 
