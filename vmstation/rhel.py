@@ -15,6 +15,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from vmstation import versions
 from vmstation.errors import InputError
 from vmstation.facts import os_family, parse_os_release  # noqa: F401  (re-exported: one parser, one rule)
 
@@ -22,7 +23,7 @@ RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
 RKE2_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
 RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl"
 RKE2_SERVICE = "rke2-server.service"
-INSTALL_SCRIPT_URL = "https://get.rke2.io"
+INSTALL_SCRIPT_URL = versions.RKE2_INSTALL_SCRIPT_URL    # get.rke2.io's script, at a pinned commit
 
 # Ports of a single RKE2 server with Canal (docs.rke2.io/install/requirements#inbound-network-rules),
 # plus node-exporter on the host network.
@@ -227,12 +228,14 @@ def wol_arm_now_command(interface: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def install_command(version: str, family: str, artifact_path: str | None = None) -> str:
+def install_command(version: str, family: str, artifact_path: str | None = None,
+                    script_sha256: str = versions.RKE2_INSTALL_SCRIPT_SHA256) -> str:
     """The official install script for an RKE2 server at ``version``.
 
     Online it is fetched to a fresh mktemp file first: ``curl | sh`` would run an empty script after a
     failed download and report success, and a fixed name in a shared directory could be planted by
-    another user. RHEL family: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin, rke2-selinux pulled in).
+    another user. It comes from a pinned commit and runs only when its sha256 is ``script_sha256``.
+    RHEL family: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin, rke2-selinux pulled in).
     Air-gapped (``artifact_path``: a directory on the host holding install.sh, rke2.linux-amd64.tar.gz,
     rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt): the tarball method, binaries under
     /usr/local/bin.
@@ -244,7 +247,10 @@ def install_command(version: str, family: str, artifact_path: str | None = None)
         return f"{_env_words(env)} sh {shlex.quote(artifact_path.rstrip('/') + '/install.sh')}"
     if family == "rhel":
         env["INSTALL_RKE2_METHOD"] = "rpm"
+    # The script runs only if its sha256 is the pinned one (versions.py): a moved or altered script never runs.
+    check = f'printf "%s  %s\\n" {shlex.quote(script_sha256)} "$script" | sha256sum -c --status'
     return (f'script=$(mktemp) && curl -sfL --retry 3 -o "$script" {shlex.quote(INSTALL_SCRIPT_URL)} && '
+            f'{{ {check} || {{ echo "install.sh: sha256 differs from the pinned one" >&2; false; }}; }} && '
             f'{_env_words(env)} sh "$script"; status=$?; rm -f "$script"; exit $status')
 
 

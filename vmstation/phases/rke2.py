@@ -22,8 +22,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmstation import rhel
-from vmstation.artifacts import verified_files
+from vmstation import rhel, versions
+from vmstation.artifacts import check_pinned, verified_files
 from vmstation.config_checks import check_manifests
 from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, Unsupported
@@ -38,7 +38,7 @@ KUBECTL = f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"
 AUTO_DEPLOY_DIR = "/var/lib/rancher/rke2/server/manifests"
 REMOTE_ARTIFACTS = "/var/lib/vmstation/artifacts/rke2"
 AIRGAP_FILES = ("install.sh", "rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst", "sha256sum-amd64.txt")
-CHECKSUMMED = ["rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst"]   # install.sh is not in the sums
+CHECKSUMMED = ["rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst"]   # install.sh: pinned in versions
 NM_CONF = "/etc/NetworkManager/conf.d/rke2-canal.conf"
 NM_CLOUD_SETUP = "/usr/lib/systemd/system/nm-cloud-setup.service"
 JOURNAL_LINES = 2000
@@ -208,7 +208,12 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
                           f"artifacts_dir {base} (get them from the RKE2 release page and get.rke2.io)")
     files = verified_files(ctx.host.name, base, CHECKSUMMED, f"RKE2 {ctx.cluster.version} release files")
     files.update({name: (base / name).read_bytes() for name in ("install.sh", "sha256sum-amd64.txt")})
-    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))[-1:]})
+    check_pinned(ctx.host.name, base / "install.sh", files["install.sh"], versions.RKE2_INSTALL_SCRIPTS,
+                 "RKE2 install.sh")
+    for path in sorted(base.glob("rke2-selinux-*.rpm"))[-1:]:
+        files[path.name] = path.read_bytes()
+        pinned = {digest: name for name, digest in versions.RKE2_SELINUX_RPMS.items() if name == path.name}
+        check_pinned(ctx.host.name, path, files[path.name], pinned, "rke2-selinux RPM")
     return files
 
 
