@@ -114,6 +114,38 @@ def interface_name(value: str) -> str:
     return value
 
 
+# --- paths on a host ---------------------------------------------------------------------------
+
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9_.+@,:= /-]+")
+
+
+def host_path(value: str) -> str:
+    """An absolute, normalised path on a host (media_path): it becomes a Kubernetes hostPath and a shell word.
+
+    Kubernetes refuses '..' in a hostPath; quotes, '$', '`', '\\' and line breaks of any kind (U+0085 and
+    U+2028 included) have no place in a directory name that is rendered into YAML and scripts.
+    """
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path")
+    if not _PATH_CHARACTERS.fullmatch(value) or len(value) > 1024:
+        raise ValueError(f"{value!r} is not a path of letters, digits, spaces and _ . + @ , : = / - "
+                         "(no quotes, shell characters or line breaks)")
+    if value != value.strip() or any(part in (".", "..") for part in value.split("/")) or "//" in value:
+        raise ValueError(f"{value!r} is not a normalised absolute path (no '.', '..' or '//')")
+    return value
+
+
+def socket_url(value: str) -> str:
+    """``unix:///absolute/path`` (cri_socket): the socket path by the same rule as host_path."""
+    if not value.startswith("unix:///"):
+        raise ValueError(f"{value!r} is not a socket URL like 'unix:///var/run/containerd/containerd.sock'")
+    try:
+        host_path(value.removeprefix("unix://"))
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: the socket path {exc}") from None
+    return value
+
+
 # --- check_interval: a systemd calendar expression ----------------------------------------------
 
 _CALENDAR_CHARACTERS = re.compile(r"[A-Za-z0-9*,./:~_+ -]{1,100}")
