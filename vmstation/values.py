@@ -20,7 +20,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from vmstation.errors import InputError
 
@@ -52,8 +51,7 @@ def parse_proxy(value: str) -> ProxyUrl:
     shape = "is not a proxy URL of the form http(s)://host[:port]/"
     match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?", value)
     if not match:
-        parts = urlsplit(value) if "://" in value else None
-        if parts is not None and "@" in parts.netloc:
+        if "@" in value.partition("://")[2].partition("/")[0]:
             raise ValueError("must not carry credentials (user:password@); value not shown")
         raise ValueError(f"{value!r} {shape}")
     scheme, host, port = match[1], match[2], match[3]
@@ -239,12 +237,14 @@ def read_input_file(path: str | os.PathLike, what: str = "file", limit: int = IN
         raise InputError(f"{path}: file not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise InputError(f"{path}: not a regular file (a FIFO, device or directory cannot be the {what})")
+    if status.st_size > limit:
+        os.close(descriptor)
+        raise InputError(f"{path}: {what} is larger than {limit // (1024 * 1024)} MiB")
     with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise InputError(f"{path}: not a regular file (a FIFO, device or directory cannot be the {what})")
-        if status.st_size > limit:
-            raise InputError(f"{path}: {what} is larger than {limit // (1024 * 1024)} MiB")
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
