@@ -15,10 +15,8 @@ Standard library only: masternode's scheduled idle check imports it too.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import socket
-import subprocess
 
 from vmstation.errors import InputError
 
@@ -102,6 +100,9 @@ def interface_refusal(interface: str) -> str | None:
 
 def interface_addresses(interface: str) -> list[str]:
     """Every IPv4 and IPv6 address of ``interface`` (``ip -j address show dev``); [] when none can be read."""
+    import json          # imported here: the UDP and SSH paths (and the masternode copy) never need them
+    import subprocess
+
     try:
         result = subprocess.run(["ip", "-j", "address", "show", "dev", interface], capture_output=True,
                                 timeout=5, stdin=subprocess.DEVNULL)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vmstation.errors import CommandError, ConnectError, GuardRefusal, HostKeyError, SudoError
+from vmstation.errors import CommandError, ConnectError, GuardRefusal, HostKeyError, InputError, SudoError
 from vmstation.inventory import Host
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def connect(host: Host, options: SshOptions, become_password=None) -> "HostConne
     started = time.monotonic()
     try:
         return retrying(HostConnection.open, host, options, become_password, started)
-    except ConnectError:
+    except (ConnectError, InputError):   # a malformed known_hosts is bad input, not an unreachable host
         raise
     except Exception as exc:  # tenacity re-raised a low-level error after the deadline
         raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
