@@ -105,7 +105,8 @@ def interface_addresses(interface: str) -> list[str]:
 
     try:
         result = subprocess.run(["ip", "-j", "address", "show", "dev", interface], capture_output=True,
-                                timeout=5, stdin=subprocess.DEVNULL)
+                                timeout=5, stdin=subprocess.DEVNULL,       # an environment without secrets
+                                env={"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"})
         entries = json.loads(result.stdout or b"[]") if result.returncode == 0 else []
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return []

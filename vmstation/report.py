@@ -8,6 +8,7 @@ the summary are plain text built from outcomes, so tests can compare them.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
@@ -34,7 +35,7 @@ def format_plan(outcomes: list[PhaseOutcome], show_unchanged: bool = False) -> s
                 out.append(f"      place {upload.path} mode {upload.mode} {upload.owner}:{upload.group}")
             for command in step.commands:
                 out.append("      $ " + ("(command hidden: secret)" if step.secret else command))
-    return "\n".join(out) + "\n"
+    return terminal_safe("\n".join(out) + "\n")
 
 
 def format_summary(outcomes: list[PhaseOutcome]) -> str:
@@ -51,7 +52,7 @@ def format_summary(outcomes: list[PhaseOutcome]) -> str:
     lines.append(f"{changed} changed, {sum(o.status == 'failed' for o in outcomes)} failed, "
                  f"{sum(o.status == 'blocked' for o in outcomes)} blocked, "
                  f"{sum(o.status == 'unsupported' for o in outcomes)} cannot run here")
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    return terminal_safe("\n".join(line.rstrip() for line in lines) + "\n")
 
 
 def to_json(result) -> str:
@@ -63,6 +64,17 @@ def to_json(result) -> str:
                       "steps": [{"label": s.label, "status": s.status, "reason": s.reason} for s in o.steps]}
                      for o in result.outcomes],
     }, indent=2, sort_keys=True)
+
+
+# Control characters (ESC and the C1 set: terminal escape sequences), line and paragraph separators and the
+# bidirectional overrides: text a host sends back (file content in diffs, command output in messages) must not
+# move the cursor, rewrite the title, hide lines or reorder what the operator reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character that could act on a terminal shown as an escape (``\\x1b``)."""
+    return _UNSAFE.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _plan_headline(outcome: PhaseOutcome) -> str:
@@ -83,7 +95,7 @@ class LineProgress:
             self.stream.write(f"-- {data['phase']}: {data['title']} ({len(data['hosts'])} hosts)\n")
         elif event == "outcome":
             o: PhaseOutcome = data["outcome"]
-            note = f": {o.message}" if o.message else ""
+            note = f": {terminal_safe(o.message)}" if o.message else ""
             self.stream.write(f"   {o.host:<20} {STATUS_WORDS.get(o.status, o.status)}"
                               f" ({o.changed} changed, {o.seconds:.1f}s){note}\n")
         self.stream.flush()

@@ -27,6 +27,7 @@ from vmstation.artifacts import check_pinned, verified_files
 from vmstation.config_checks import check_manifests
 from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, Unsupported
+from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
                                   LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
@@ -312,6 +313,7 @@ def artifacts(ctx: HostContext):
 
 def _kubeconfig_for(host):
     def transform(content: bytes) -> bytes:
+        check_kubeconfig(content, host.name, rhel.RKE2_KUBECONFIG)      # no exec plugin reaches this machine
         try:
             return rhel.rewrite_kubeconfig(content.decode(errors="replace"), host.address).encode()
         except InputError as exc:
