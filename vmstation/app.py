@@ -109,7 +109,17 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
 
 
 def _check_known_hosts(inventory) -> None:
-    """A malformed known_hosts line is bad input: one line naming file and line, before any host is touched."""
+    """A malformed known_hosts line is bad input: one line naming file and line, before any host is touched.
+
+    SSH keys are looked at too: paramiko would block for ever reading a FIFO named as a key.
+    """
+    import stat
+
     from vmstation import known_hosts
+    from vmstation.errors import InventoryError
 
     known_hosts.check(os.path.expanduser(inventory.known_hosts))
+    for host in inventory.hosts:
+        key = os.path.expanduser(host.ssh_key) if host.ssh_key else None
+        if key and os.path.exists(key) and not stat.S_ISREG(os.stat(key).st_mode):
+            raise InventoryError(inventory.path, f"{key} is not a regular file", host=host.name, key="ssh_key")

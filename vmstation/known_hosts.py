@@ -69,14 +69,13 @@ def append(path: str | os.PathLike, hostname: str, key) -> bool:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    from vmstation.values import read_input_file
+
+    if not os.path.lexists(path):
         return
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a known_hosts file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a known_hosts file")
+    data = read_input_file(path, "known_hosts file")      # a FIFO is refused, never waited on
     for number, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8").strip()

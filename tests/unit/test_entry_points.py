@@ -184,3 +184,15 @@ def test_the_editor_of_vault_edit_does_not_inherit_the_password(tmp_path):
     assert "EDITOR=" in seen and VAULT_PASSWORD not in seen
     view = run_cli("vault", "view", "v", cwd=tmp_path, env={"VMSTATION_VAULT_PASSWORD": VAULT_PASSWORD})
     assert b'k2: "v2"' in view.stdout
+
+
+def test_a_known_hosts_or_ssh_key_that_is_a_fifo_is_refused_not_waited_on(lab):
+    os.mkfifo(lab / "known_hosts")
+    result = run_cli("deploy-debian", "--vault-password-file", "pw", cwd=lab, timeout=20)
+    assert_one_line(result, "known_hosts", "not a regular file")
+    (lab / "known_hosts").unlink()
+    os.mkfifo(lab / "key")
+    (lab / "hosts.toml").write_text((lab / "hosts.toml").read_text().replace(
+        'always_on = true', f'always_on = true\nssh_key = "{lab / "key"}"'))
+    result = run_cli("deploy-debian", "--vault-password-file", "pw", cwd=lab, timeout=20)
+    assert_one_line(result, "host 'masternode'", "key 'ssh_key'", "not a regular file")
