@@ -97,15 +97,22 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
     """Resolve every sudo password the run will need before any host is touched.
 
     A wrong vault password or a missing secret is bad input: it must stop the run
-    with nothing changed anywhere, not half-way through. The secrets phases read
-    (the Jellyfin API key) are resolved by the preflight, which walks every phase.
+    with nothing changed anywhere, not half-way through. Phases declare the secrets
+    they read (``Phase.secrets``: the Jellyfin API key); the preflight, which walks
+    every phase of a run that changes hosts, catches any read not declared.
     """
-    hosts = {h.name: h for phase in graph.order(target, only, start_from) for h in phase.select(run_ctx.inventory)}
+    phases = graph.order(target, only, start_from)
+    hosts = {h.name: h for phase in phases for h in phase.select(run_ctx.inventory)}
     for host in hosts.values():
         if limit and host.name not in limit:
             continue
         if not host.is_root and host.become_password:
             run_ctx.secret(host.become_password)
+    for phase in phases:
+        for host in phase.select(run_ctx.inventory) if phase.secrets else ():
+            if not limit or host.name in limit:
+                for reference in phase.secrets(run_ctx.inventory, host):
+                    run_ctx.secret(reference)
 
 
 def _check_known_hosts(inventory) -> None:

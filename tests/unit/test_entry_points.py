@@ -91,6 +91,13 @@ def test_a_missing_jellyfin_key_stops_the_deploy_before_any_host(lab):
     assert not (lab / ".vmstation").exists()              # no journal: the run never started
 
 
+def test_a_plan_also_resolves_the_secrets_its_phases_declare_before_any_host(lab):
+    write_inventory(lab, "jellyfin_key_typo")
+    result = run_cli("deploy-debian", "--plan", "--vault-password-file", "pw", cwd=lab)
+    assert_one_line(result, "no secret named 'jellyfin_key_typo'")
+    assert not (lab / ".vmstation").exists()
+
+
 def test_a_wrong_vault_password_stops_the_deploy_before_any_host(lab):
     (lab / "pw").write_text("not the password\n")
     result = run_cli("deploy-debian", "--vault-password-file", "pw", cwd=lab)

@@ -157,6 +157,12 @@ def debian_power(ctx: HostContext):
         yield from _worker_wake_on_lan(ctx)
 
 
+def _jellyfin_key_reference(inventory, host) -> tuple[str, ...]:
+    """What debian.power reads from the vault: the Jellyfin key it places on the control plane."""
+    key = inventory.power.jellyfin_api_key
+    return (key,) if key and host.has_role("control-plane") else ()
+
+
 def _worker_wake_on_lan(ctx: HostContext):
     yield Package(("ethtool",), manager="dnf" if ctx.host.os_family == "rhel" else "apt")
     if ctx.host.mac:
@@ -309,7 +315,7 @@ def _url_host(address: str) -> str:
 PHASES = [
     Phase("power.tools", "vmstation's power modules on the control plane", control_planes, power_tools),
     Phase("debian.power", "Wake-on-LAN armed for good, the scheduled idle check", kubeadm_hosts, debian_power,
-          needs=("power.tools",)),
+          needs=("power.tools",), secrets=lambda inventory, host: _jellyfin_key_reference(inventory, host)),
     Phase("sleep.check", "idle policy: may the workers sleep?", control_planes, sleep_check,
           needs=("power.tools",), volatile=True),
     Phase("sleep.drain", "cordon, drain, scale down (recorded for wake)", control_planes, sleep_drain,
