@@ -54,13 +54,14 @@ def read_checksums(directory: Path) -> dict[str, str]:
     return {}
 
 
-def check_pinned(host: str, path: Path, data: bytes, pins: dict[str, str], what: str) -> None:
+def check_pinned(host: str, path: Path, data: bytes, pins: dict[str, str], what: str,
+                 where: str = "vmstation/versions.py") -> None:
     """``data`` must have a sha256 listed in ``pins`` (digest -> source, from versions.py); else InputError.
 
-    Used for files that no checksum file covers (install.sh, the rke2-selinux RPM): the pin in
-    versions.py is the only thing that says this is the file upstream published.
+    Used for files the release's checksum file does not cover (install.sh) or that come from elsewhere
+    (the rke2-selinux RPM): the pin says this is the file upstream published.
     """
     digest = hashlib.sha256(data).hexdigest()
     if digest not in pins:
-        raise InputError(f"{path}: sha256 {digest} is not a pinned {what} (vmstation/versions.py); "
+        raise InputError(f"{path}: sha256 {digest} is not a pinned {what} ({where}); "
                          f"refusing to install it on {host}")

@@ -9,7 +9,6 @@
     └── HostError                  something went wrong on one host; other hosts carry on
         ├── ConnectError           cannot reach or log in to the host (after retries)
         ├── HostKeyError           the host's key is unknown or does not match known_hosts
-        ├── GuardRefusal           the network guard does not allow the host's address
         ├── SudoError              sudo refused the password or is not allowed
         ├── CommandError           a remote command exited non-zero
         └── Unsupported            the host cannot do this step here (no binaries, a box's kernel limits)
@@ -40,6 +39,7 @@ class InventoryError(InputError):
 
     def __init__(self, path: str, message: str, host: str | None = None, key: str | None = None):
         self.path, self.host, self.key, self.message = str(path), host, key, message
+        self.problems: list[InventoryError] = [self]     # every broken rule found with this one (first is self)
         super().__init__(self._one_line())
 
     def _one_line(self) -> str:
@@ -74,15 +74,15 @@ class HostError(VmstationError):
 
 
 class ConnectError(HostError):
-    """The host cannot be reached or logged in to."""
+    """The host cannot be reached or logged in to. ``transient``: worth another attempt (a timeout, a reset)."""
+
+    def __init__(self, host: str, message: str, transient: bool = True):
+        self.transient = transient
+        super().__init__(host, message)
 
 
 class HostKeyError(ConnectError):
     """The host's SSH key is unknown or differs from known_hosts."""
-
-
-class GuardRefusal(ConnectError):
-    """VMSTATION_ALLOWED_NETWORKS does not allow the host's address: never retried, it will not change."""
 
 
 class SudoError(HostError):

@@ -117,7 +117,7 @@ def test_with_the_secret_there_the_run_goes_on_to_the_hosts(lab):
 
 def test_an_inventory_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "hosts.toml")
-    result = run_cli("inventory", "check", cwd=tmp_path, timeout=20)
+    result = run_cli("inventory", "check", "-i", "hosts.toml", cwd=tmp_path, timeout=20)
     assert_one_line(result, "hosts.toml", "not a regular file")
 
 

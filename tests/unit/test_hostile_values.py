@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vmstation import versions
 from vmstation.cli import main as cli
 from vmstation.errors import InputError, InventoryError
 from vmstation.inventory import load_text
@@ -41,8 +42,8 @@ BASE: dict[str, dict] = {
     "clusters.debian": {"kind": "kubeadm", "version": "1.29.15", "pod_cidr": "10.244.0.0/16",
                         "service_cidr": "10.96.0.0/12", "api_endpoint": "10.0.0.1:6443",
                         "cri_socket": "unix:///var/run/containerd/containerd.sock", "dns_domain": "cluster.local",
-                        "containerd_source": "debian", "cni": "flannel"},
-    "clusters.rke2": {"kind": "rke2", "version": "v1.29.15+rke2r1", "firewall": "open-ports", "cni": "canal",
+                        "containerd_source": "debian", "cni": "flannel", "accept_old_containerd": True},
+    "clusters.rke2": {"kind": "rke2", "version": versions.RKE2, "firewall": "open-ports", "cni": "canal",
                       "artifacts_dir": "rke2-artifacts"},
     "hosts.cp": {"address": "10.0.0.1", "cluster": "debian", "roles": ["control-plane"], "always_on": True,
                  "interface": "eno1", "apt_proxy": "http://10.0.0.9:3142", "os_family": "debian"},
@@ -235,7 +236,7 @@ def _outside_single_quotes(line: str) -> bool:
 
 @pytest.mark.parametrize("field", FIELDS + NAMES, ids=lambda f: ".".join(f) if isinstance(f, tuple) else f)
 def test_every_field_refuses_the_apt_injection_of_the_issue_or_keeps_it_inert_through_the_cli(field, tmp_path):
-    """One value per field through `vmstation inventory check`: exit 0 (then renders inert) or 2, one line."""
+    """One value per field through `vmstation inventory check`: exit 0 (then renders inert) or 2, one line each."""
     payload = PAYLOADS[0]
     if field in NAMES:
         tables = with_name(field[0], field[1], field[1] + payload)
@@ -245,8 +246,9 @@ def test_every_field_refuses_the_apt_injection_of_the_issue_or_keeps_it_inert_th
     result = CliRunner().invoke(cli, ["inventory", "check", "-i", str(tmp_path / "hosts.toml")])
     assert result.exit_code in (0, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    if result.exit_code == 2:
-        assert len(result.output.strip().splitlines()) == 1 and "hosts.toml" in result.output
+    if result.exit_code == 2:      # `inventory check` reports every problem: one line each
+        assert all(line.startswith("vmstation: ") and "hosts.toml" in line
+                   for line in result.output.strip().splitlines()), result.output
     else:
         for name, content in (rendered_files(toml_text(tables)) or {}).items():
             assert_inert(name, content, BASELINE.get(name))
