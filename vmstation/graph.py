@@ -29,6 +29,8 @@ class Phase:
     operations: Callable[["HostContext"], Iterable["Operation"]]
     needs: tuple[str, ...] = ()
     volatile: bool = False      # produces values later phases use: run again on --resume
+    # The vault references the phase reads for a host: resolved before any host is touched, plan included.
+    secrets: Callable[[Inventory, Host], Iterable[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vmstation.errors import CommandError, CommandTimeout, ConnectError, HostKeyError, SudoError
+from vmstation.errors import CommandError, CommandTimeout, ConnectError, HostKeyError, InputError, SudoError
 from vmstation.inventory import Host
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def connect(host: Host, options: SshOptions, become_password=None) -> "HostConne
     started = time.monotonic()
     try:
         return retrying(HostConnection.open, host, options, become_password, started)
-    except ConnectError:
+    except (ConnectError, InputError):   # a malformed known_hosts is bad input, not an unreachable host
         raise
     except Exception as exc:  # tenacity re-raised a low-level error after the deadline
         raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
@@ -560,9 +560,9 @@ def _parsed_known_hosts(path: str):
 @functools.lru_cache(maxsize=4)
 def _parse_known_hosts(path: str, stamp: int):
     """Keyed by modification time too: a key recorded by --trust-new-host-keys is seen by later connections."""
-    import paramiko
+    from vmstation import known_hosts
 
-    return paramiko.HostKeys(path)
+    return known_hosts.load(path)
 
 
 class _RejectPolicy:
@@ -583,9 +583,9 @@ class _TrustNewPolicy:
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
-        with open(self.known_hosts, "a") as handle:
-            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        from vmstation import known_hosts
+
+        known_hosts.append(self.known_hosts, hostname, key)     # newline-safe, atomic, under a lock
         client.get_host_keys().add(hostname, key.get_name(), key)
         log.warning("recorded new host key for %s (%s) in %s", hostname, key.fingerprint, self.known_hosts)
 

@@ -27,9 +27,11 @@ from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, InventoryError, Unsupported
+from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
                                   Sysctl, sh, wait_until)
+from vmstation.values import inside
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -373,8 +375,9 @@ def jellyfin_storage(ctx: HostContext):
 def kubeconfig(ctx: HostContext):
     from vmstation.operations import Fetch
 
-    destination = ctx.run.artifacts_dir / ctx.cluster.name / "admin.conf"
-    yield Fetch(ADMIN_CONF, str(destination))
+    destination = inside(ctx.run.artifacts_dir, ctx.cluster.name, "admin.conf")
+    host = ctx.host.name
+    yield Fetch(ADMIN_CONF, str(destination), transform=lambda content: check_kubeconfig(content, host, ADMIN_CONF))
 
 
 def _applied(ctx: HostContext, name: str, manifest: str):
