@@ -6,6 +6,8 @@ The inventory may override the Kubernetes and RKE2 versions per cluster.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 KUBERNETES = "1.29.15"
 KUBERNETES_APT_VERSION = "1.29.15-1.1"          # pkgs.k8s.io package version of kubeadm/kubelet/kubectl
 KUBERNETES_APT_REPO = "https://pkgs.k8s.io/core:/stable:/v1.29/deb/"
@@ -64,6 +66,7 @@ RKE2_FIREWALLD_KNOWN_ISSUE = "https://docs.rke2.io/known_issues#firewalld-confli
 CONTAINERD_MINIMUM_BY_KUBERNETES = {
     "1.29": {"1.6": "1.6.27", "1.7": "1.7.11"},
     "1.30": {"1.6": "1.6.28", "1.7": "1.7.13", "2.0": "2.0.0"},
+    "1.31": {"1.6": "1.6.34", "1.7": "1.7.20", "2.0": "2.0.0", "2.1": "2.1.0"},   # RELEASES.md at b5ee44fe8^
     "1.32": {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.1", "2.1": "2.1.0"},
     "1.33": {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.4", "2.1": "2.1.0"},
     "1.34": {"1.6": "1.6.39", "1.7": "1.7.28", "2.0": "2.0.6", "2.1": "2.1.3"},
@@ -79,6 +82,52 @@ DEBIAN12_CONTAINERD = "1.6.20"                    # bookworm's containerd packag
 KUBERNETES_END_OF_LIFE = {
     "1.29": "2025-02-28", "1.30": "2025-06-28", "1.31": "2025-10-28", "1.32": "2026-02-28",
     "1.33": "2026-06-28", "1.34": "2026-10-27", "1.35": "2027-02-28", "1.36": "2027-06-28",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Day two: the Kubernetes minors a kubeadm cluster can be upgraded through, one row per minor
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KubernetesRelease:
+    """What an upgrade to one Kubernetes minor installs and expects."""
+
+    patch: str          # the newest patch release of the minor known here
+    pause: str          # kubeadm's PauseVersion for that minor: containerd's sandbox image must match
+    flannel: str        # the Flannel release run with it
+    rke2: str           # the RKE2 release of the same patch (an RKE2 cluster's upgrade step to this minor)
+
+    def apt_version(self) -> str:
+        """pkgs.k8s.io's package version of kubeadm/kubelet/kubectl ("1.30.14-1.1")."""
+        return f"{self.patch}-1.1"
+
+    def apt_repo(self) -> str:
+        """pkgs.k8s.io has one repository per minor (kubernetes.io "Changing the package repository")."""
+        minor = ".".join(self.patch.split(".")[:2])
+        return f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
+
+
+# Sources, per column:
+# - patch and rke2: the newest rancher/rke2 tag of each line (`git tag` at rancher/rke2 6ce1a80, 2026-08-21,
+#   the commit whose channels.yaml gives RKE2 above); each RKE2 tag vX.Y.Z+rke2rN ships upstream Kubernetes
+#   X.Y.Z (its go.mod replaces k8s.io/kubernetes with k3s-io/kubernetes vX.Y.Z-k3s1). 1.29.15 is the last 1.29
+#   patch (kubernetes.io/releases: 1.29 ended 2025-02-28).
+# - pause: kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go `PauseVersion` at each release branch:
+#   3.9 through 1.30, 3.10 for 1.31 to 1.33, 3.10.1 from 1.34 (the 1.35.8 copy quoted in a public test of
+#   kubeadm constants says 3.10.1). 1.36 is taken as 3.10.1 too: not read here (no 1.36 copy could be had).
+# - flannel: v0.27.4's kube-flannel.yaml uses no API removed after 1.25, and "flanneld itself should work with
+#   any version of Kubernetes" (flannel-io/flannel Documentation/kubernetes.md, "Older versions of Kubernetes").
+# - containerd floors: CONTAINERD_MINIMUM_BY_KUBERNETES above (containerd RELEASES.md "Kubernetes Support").
+KUBERNETES_RELEASES = {
+    "1.29": KubernetesRelease("1.29.15", "3.9", "v0.27.4", "v1.29.15+rke2r1"),
+    "1.30": KubernetesRelease("1.30.14", "3.9", "v0.27.4", "v1.30.14+rke2r4"),
+    "1.31": KubernetesRelease("1.31.14", "3.10", "v0.27.4", "v1.31.14+rke2r2"),
+    "1.32": KubernetesRelease("1.32.13", "3.10", "v0.27.4", "v1.32.13+rke2r2"),
+    "1.33": KubernetesRelease("1.33.13", "3.10", "v0.27.4", "v1.33.13+rke2r2"),
+    "1.34": KubernetesRelease("1.34.10", "3.10.1", "v0.27.4", "v1.34.10+rke2r1"),
+    "1.35": KubernetesRelease("1.35.7", "3.10.1", "v0.27.4", "v1.35.7+rke2r1"),
+    "1.36": KubernetesRelease("1.36.3", "3.10.1", "v0.27.4", "v1.36.3+rke2r1"),
 }
 
 
