@@ -101,6 +101,25 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     return run(graph, run_ctx, options, listener)
 
 
+def homelab_status(session: Session):
+    """Every host looked at once, in parallel; a ``status.HomelabStatus`` (``healthy`` decides the exit code).
+
+    Bad input (inventory, vault, known_hosts, VMSTATION_ALLOWED_NETWORKS) stops it before any host is asked.
+    """
+    from vmstation.journal import state_dir
+    from vmstation.netguard import allowed_networks
+    from vmstation.status import gather
+
+    allowed_networks()
+    inventory = load_inventory(session)
+    _check_known_hosts(inventory)
+    needs_password = [h for h in inventory.hosts if not h.is_root and h.become_password]
+    secrets = open_secrets(session, inventory) if needs_password else None
+    passwords = {h.name: secrets.resolve(h.become_password) for h in needs_password}
+    return gather(inventory, ssh_options(session, inventory), lambda host: passwords.get(host.name),
+                  journal_dir=state_dir(session.inventory_path) / "runs")
+
+
 def list_phases(target: str | None = None) -> list[str]:
     """``TARGET: description`` then its phases in run order, one line each (every target when None)."""
     from vmstation.targets import build_graph

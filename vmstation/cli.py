@@ -220,6 +220,25 @@ def sleep(check_only, plan, force, inventory_path, vault_password_file, trust_ne
     sys.exit(sleep_hosts(session, check_only=check_only, plan=plan, force=force))
 
 
+# -- day two ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+@common_options
+@reports_input_errors
+def status(as_json, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+    """One screen for the whole homelab: nodes Ready/NotReady/asleep, versions, pending reboots, the idle check,
+    certificate expiry, the last run of each target, warnings; exit 0 healthy, 1 not."""
+    from vmstation.app import homelab_status
+    from vmstation.status import format_status
+
+    session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+    result = homelab_status(session)
+    click.echo(result.as_json() if as_json else format_status(result), nl=as_json)
+    sys.exit(0 if result.healthy else 1)
+
+
 # -- checks, inventory, hosts, vault ---------------------------------------------------------------
 
 
