@@ -50,7 +50,7 @@ HOST_PROBES = {
 
 def leader_probes(kind: str) -> dict[str, str]:
     """What the control plane (or the first RKE2 server) adds: the cluster's view, sleep, idle, certificates."""
-    probes = {"nodes": f"{KUBECTL[kind]} get nodes -o json"}
+    probes = {"nodes": f"{KUBECTL[kind]} get nodes -o json --request-timeout=5s"}
     if kind == "kubeadm":
         probes.update({
             "sleep-record": f"cat {SLEEP_STATE}",
