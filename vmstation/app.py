@@ -102,13 +102,13 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
 
 
 def homelab_status(session: Session):
-    """Every host looked at once, in parallel; a ``status.HomelabStatus`` (``healthy`` decides the exit code).
+    """Every host looked at once, in parallel; a ``homelab_status.HomelabStatus`` (``healthy`` decides the exit code).
 
     Bad input (inventory, vault, known_hosts, VMSTATION_ALLOWED_NETWORKS) stops it before any host is asked.
     """
     from vmstation.journal import state_dir
     from vmstation.netguard import allowed_networks
-    from vmstation.status import gather
+    from vmstation.homelab_status import gather
 
     allowed_networks()
     inventory = load_inventory(session)

@@ -231,7 +231,7 @@ def status(as_json, inventory_path, vault_password_file, trust_new_host_keys, ss
     """One screen for the whole homelab: nodes Ready/NotReady/asleep, versions, pending reboots, the idle check,
     certificate expiry, the last run of each target, warnings; exit 0 healthy, 1 not."""
     from vmstation.app import homelab_status
-    from vmstation.status import format_status
+    from vmstation.homelab_status import format_status
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
     result = homelab_status(session)

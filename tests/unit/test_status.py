@@ -6,7 +6,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vmstation import certs, status
+from vmstation import certs
+from vmstation import homelab_status as status
 from vmstation.inventory import load
 from vmstation.testing.inventory_file import InventoryHost, write_inventory
 
