@@ -65,13 +65,14 @@ def ssh_options(session: Session, inventory):
 
 def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, skip=(), limit=(),
                resume: bool = False, forks: int = 32, listener=None, values: dict | None = None,
-               step_deadline: float | None = None):
+               step_deadline: float | None = None, settings: dict | None = None):
     """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
 
     ``limit``: host names, globs, cluster names or roles. ``skip``: phases left out of what --only/--from
-    chose. ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets
-    the caller read what the run captured. ``step_deadline``: seconds a step's command may run unless its
-    operation says otherwise (default 300).
+    chose. ``settings``: typed fields of the run context that phases read (``today``, ``wake_hosts``,
+    ``wake_interface``; a misspelt name is a TypeError, not a silent default). ``values``: the caller's dict,
+    in which the run keeps what Checks captured (``RunContext.captured``). ``step_deadline``: seconds a
+    step's command may run unless its operation says otherwise (default 300).
     """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
@@ -86,13 +87,14 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     only, start_from = _phases_without(graph, target, only, start_from, skip)
     secrets = open_secrets(session, inventory)
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
-                         artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
+                         artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts",
+                         **(settings or {}))
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
     _check_known_hosts(inventory)
     if not plan:
         from vmstation.offline import preflight
 
-        preflight(inventory, target, limit, values, secrets)
+        preflight(inventory, target, limit, settings, secrets)
     if listener:   # the inventory and secrets are good: say which inventory before any host is touched
         listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),

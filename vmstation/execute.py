@@ -40,14 +40,15 @@ from vmstation import facts as facts_mod
 from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
-from vmstation.operations import CHANGE, SKIP, Operation, Step
+from vmstation.operations import CHANGE, SKIP, On, Operation, Step
+from vmstation.status import Outcome
 
 
 @dataclass
 class PhaseOutcome:
     phase: str
     host: str
-    status: str                  # ok | changed | failed | unsupported | blocked | resumed | planned | interrupted
+    status: Outcome
     steps: list[Step] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
@@ -65,7 +66,7 @@ class PhaseOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.status in ("ok", "changed", "planned", "resumed")
+        return Outcome(self.status).succeeded
 
 
 STATE_DIR = "/var/lib/vmstation"          # on the host: the lock and the handlers still to run (root only)
@@ -104,7 +105,7 @@ vms_cmd() {  # deadline script
 def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
     """Plan or apply ``phase`` on ``ctx.host``; never raises: any error is this pair's failure."""
     started = time.monotonic()
-    outcome = PhaseOutcome(phase.name, ctx.host.name, "ok")
+    outcome = PhaseOutcome(phase.name, ctx.host.name, Outcome.OK)
     sent_before = ctx.connection.commands_sent if ctx.connection else 0
     try:
         operations = list(phase.operations(ctx))
@@ -112,18 +113,18 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
         pending = pending_markers(phase.name, ctx.host.name, operations)
         outcome.steps = decide(operations, ctx, pending)
         if ctx.plan:
-            outcome.status = "planned"
+            outcome.status = Outcome.PLANNED
         else:
             apply(outcome.steps, ctx, _triggered(operations, outcome.steps, pending))
-            outcome.status = "changed" if outcome.changed else "ok"
+            outcome.status = Outcome.CHANGED if outcome.changed else Outcome.OK
     except Unsupported as exc:
-        outcome.status, outcome.message = "unsupported", exc.message
+        outcome.status, outcome.message = Outcome.UNSUPPORTED, exc.message
     except Interrupted as exc:
-        outcome.status, outcome.message = "interrupted", exc.message
+        outcome.status, outcome.message = Outcome.INTERRUPTED, exc.message
     except HostError as exc:
-        outcome.status, outcome.message = "failed", exc.message
+        outcome.status, outcome.message = Outcome.FAILED, exc.message
     except Exception as exc:  # a bug or a surprise on one host is that host's failure, not the run's end
-        outcome.status = "failed"
+        outcome.status = Outcome.FAILED
         outcome.message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
         outcome.trace = traceback.format_exc()
     outcome.seconds = time.monotonic() - started
@@ -142,13 +143,14 @@ def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str
         return []
     pending = pending or {}
     token = facts_mod.new_token()
-    probes = [op.probe(detail=ctx.plan) for op in operations]
+    probes = ["" if isinstance(op, On) else op.probe(detail=ctx.plan) for op in operations]
     if pending:
         probes.append(sh_list_markers(ctx.host.name))
     answers = [""] * len(probes)
     if any(probes):
         output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
         answers = facts_mod.split_sections(output, token, len(probes))
+    answers[:len(operations)] = _with_answers_elsewhere(operations, answers[:len(operations)], ctx)
     recorded = set(answers[len(operations)].split()) if pending else set()
     left_over = {index for index, marker in pending.items() if marker in recorded}
     return decide_steps(operations, answers[:len(operations)], left_over)
@@ -174,14 +176,49 @@ def apply(steps: list[Step], ctx: HostContext, handlers: dict[int, str] | None =
 
     ``handlers``: step index -> marker recorded on the host while that handler is still to run.
     """
-    remote = [(index, s) for index, s in enumerate(steps) if s.runs_remotely]
-    if remote:
-        _run_remote([s for _, s in remote], ctx, {position: (handlers or {})[index]
-                                                  for position, (index, _) in enumerate(remote)
-                                                  if index in (handlers or {})})
-    for step in steps:
-        for write in step.local_writes:
-            write_atomically(write.path, write.content, write.mode)
+    for on, indexes in _by_host(steps):     # steps of an ``On`` run on that host, in their place in the order
+        remote = [(index, steps[index]) for index in indexes if steps[index].runs_remotely]
+        if remote:
+            _run_remote([s for _, s in remote], ctx if on is None else _elsewhere(ctx, on),
+                        {position: (handlers or {})[index] for position, (index, _) in enumerate(remote)
+                         if index in (handlers or {}) and on is None})
+        for index in indexes:
+            for write in steps[index].local_writes:
+                write_atomically(write.path, write.content, write.mode)
+
+
+def _by_host(steps: list[Step]) -> list[tuple[object, list[int]]]:
+    """Runs of consecutive steps on the same host (None: the phase's own host), in order."""
+    runs: list[tuple[object, list[int]]] = []
+    for index, step in enumerate(steps):
+        if runs and runs[-1][0] is step.on:
+            runs[-1][1].append(index)
+        else:
+            runs.append((step.on, [index]))
+    return runs
+
+
+def _elsewhere(ctx: HostContext, host) -> HostContext:
+    """The context of another host of the run, over its own connection, for an ``On`` operation."""
+    if ctx.run.connect is None:
+        raise Unsupported(ctx.host.name, f"this step runs on {host.name}, and this run reaches no other host")
+    return HostContext(ctx.run, host, ctx.run.connect(host))
+
+
+def _with_answers_elsewhere(operations: list[Operation], answers: list[str], ctx: HostContext) -> list[str]:
+    """The probes of ``On`` operations asked on their own hosts, one command per host."""
+    elsewhere: dict[str, list[int]] = {}
+    for index, operation in enumerate(operations):
+        if isinstance(operation, On):
+            elsewhere.setdefault(operation.host.name, []).append(index)
+    for indexes in elsewhere.values():
+        other = _elsewhere(ctx, operations[indexes[0]].host)
+        token = facts_mod.new_token()
+        script = facts_mod.probe_script([operations[i].probe(detail=ctx.plan) for i in indexes], token)
+        output = other.connection.run(script, check=False).stdout
+        for index, answer in zip(indexes, facts_mod.split_sections(output, token, len(indexes)), strict=True):
+            answers[index] = answer
+    return answers
 
 
 def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -> None:
@@ -206,7 +243,7 @@ def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -
         raise _step_failure(steps, sections, result, token, ctx)
     for step, output in zip(steps, sections[:len(steps)], strict=True):
         if step.capture:
-            ctx.run.values[step.capture] = output.strip()
+            ctx.run.keep(step.capture, output.strip())
 
 
 def _upload(steps: list[Step], staging: str, ctx: HostContext) -> dict[int, str]:

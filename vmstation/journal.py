@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from vmstation.errors import InputError
+from vmstation.status import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ class Journal:
             return {}
         finished = {}
         for entry in read_entries(runs[-1]):
-            if entry.get("status") in ("ok", "changed", "resumed") and "phase" in entry and "host" in entry:
+            done = entry.get("status") in (Outcome.OK, Outcome.CHANGED, Outcome.RESUMED)
+            if done and "phase" in entry and "host" in entry:
                 finished[(entry["phase"], entry["host"])] = entry.get("digest", "")
         return finished
 

@@ -51,7 +51,7 @@ def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
     return written
 
 
-def preflight(inventory, target: str, limit=(), values: dict | None = None, secrets=None) -> None:
+def preflight(inventory, target: str, limit=(), settings: dict | None = None, secrets=None) -> None:
     """Render and check every file of ``target`` before any host is touched.
 
     A template that does not render or a config that fails its check (kubeadm fields, containerd's
@@ -60,19 +60,20 @@ def preflight(inventory, target: str, limit=(), values: dict | None = None, secr
     (the run's SecretStore), every secret a phase reads is resolved here too: a missing key or a wrong
     vault password is exit 2 before the first host, not at phase 9.
     """
-    for _phase, _host, _operations in operations_offline(inventory, target, limit, values, secrets):
+    for _phase, _host, _operations in operations_offline(inventory, target, limit, settings, secrets):
         pass
 
 
-def operations_offline(inventory, target: str, limit=(), values: dict | None = None, secrets=None):
+def operations_offline(inventory, target: str, limit=(), settings: dict | None = None, secrets=None):
     """``(phase, host, operations or the HostError that stopped them)`` for every phase and host, no SSH.
 
-    Without ``secrets`` a phase sees no vault (``ctx.run.secrets is None``) and renders secret files empty.
+    ``settings``: typed fields of the run context (``today``, ``wake_hosts``...). Without ``secrets`` a phase
+    sees no vault (``ctx.run.secrets is None``) and renders secret files empty.
     """
     from vmstation.targets import build_graph
 
-    run_ctx = RunContext(inventory, plan=True, offline=True, values={**(values or {}), "limit": tuple(limit)},
-                         secrets=secrets)
+    run_ctx = RunContext(inventory, plan=True, offline=True, secrets=secrets,
+                         **{**(settings or {}), "limit": tuple(limit)})
     for phase in build_graph().order(target):
         for host in phase.select(inventory):
             if limit and host.name not in limit:

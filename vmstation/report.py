@@ -14,6 +14,7 @@ from typing import TextIO
 
 from vmstation.execute import PhaseOutcome
 from vmstation.operations import CHANGE, CHECK, OK, SKIP, WARN
+from vmstation.status import Outcome
 from vmstation.transport import UNKNOWN_KEY
 
 SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">", WARN: "?"}
@@ -106,7 +107,7 @@ def _own_files_line(own) -> list[str]:
 
 def planned_changes(outcomes: list[PhaseOutcome]) -> int:
     """Changes a plan found (each would be made by the same run without --plan)."""
-    return sum(o.changed for o in outcomes if o.status == "planned")
+    return sum(o.changed for o in outcomes if o.status == Outcome.PLANNED)
 
 
 def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = None) -> str:
@@ -123,7 +124,7 @@ def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = No
                      note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5] for row in rows]
-    changed = sum(o.changed for o in outcomes if o.status != "planned")
+    changed = sum(o.changed for o in outcomes if o.status != Outcome.PLANNED)
     planned = planned_changes(outcomes)
     lines.append(f"{changed} changed, {sum(o.status == 'failed' for o in outcomes)} failed, "
                  f"{sum(o.status == 'blocked' for o in outcomes)} blocked, "
@@ -140,11 +141,11 @@ def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
     bare = note.removeprefix(UNREACHABLE)
     if bare.startswith(UNKNOWN_KEY):
         note = bare = KEY_NOTE
-    if outcome.status == "failed" and said.get(outcome.host) == bare:
+    if outcome.status == Outcome.FAILED and said.get(outcome.host) == bare:
         return "as above"
-    if outcome.status == "blocked" and outcome.host in said:
+    if outcome.status == Outcome.BLOCKED and outcome.host in said:
         return "by the failure above"
-    if outcome.status == "failed":
+    if outcome.status == Outcome.FAILED:
         said[outcome.host] = bare
     return note
 
@@ -175,7 +176,7 @@ def to_json(result, plan: bool = False) -> str:
         "plan": plan, "to_change": planned_changes(result.outcomes),
         "seconds": round(result.seconds, 3), "journal": result.journal_path,
         "outcomes": [{"phase": o.phase, "host": o.host, "status": o.status, "changed": o.changed,
-                      "to_change": o.changed if o.status == "planned" else 0,
+                      "to_change": o.changed if o.status == Outcome.PLANNED else 0,
                       "seconds": round(o.seconds, 3), "message": o.message,
                       "steps": [{"label": s.label, "status": s.status, "reason": s.reason} for s in o.steps]}
                      for o in result.outcomes],
@@ -194,7 +195,7 @@ def terminal_safe(text: str) -> str:
 
 
 def _plan_headline(outcome: PhaseOutcome) -> str:
-    if outcome.status != "planned":
+    if outcome.status != Outcome.PLANNED:
         message = KEY_NOTE if UNKNOWN_KEY in outcome.message else outcome.message
         return STATUS_WORDS.get(outcome.status, outcome.status) + (f": {message}" if message else "")
     changes = sum(1 for s in outcome.steps if s.status == CHANGE)

@@ -3,15 +3,15 @@
 The first server (in inventory order) initialises the cluster and generates its token; other servers and
 agents join it with `server: https://FIRST:9345` and that token (docs.rke2.io/install/ha). The token is
 read once per run from the first server's node-token file, the way kubeadm's join command is read from the
-control plane, and handed on as a masked ``Secret``: a typed handle between hosts can later carry it.
+control plane, and handed on as a masked ``Secret`` through the typed handle ``CLUSTER_TOKEN``.
 """
 
 from __future__ import annotations
 
 from vmstation import rhel
 from vmstation.context import HostContext
-from vmstation.errors import CommandError, HostError, Unsupported
 from vmstation.graph import hosts_of_kind
+from vmstation.handles import ReadFrom
 from vmstation.inventory import Host, Inventory
 
 PLAN_TOKEN = "K10plan0placeholder::server:plan-placeholder"   # a plan shows where the token goes, never it
@@ -36,35 +36,26 @@ def node_type(host: Host) -> str:
     return "server" if host.has_role("server") else "agent"
 
 
-def cluster_token(ctx: HostContext, first: Host):
-    """The cluster's join token, read once per run from ``first``'s node-token file, as a masked Secret.
+def cluster_token(ctx: HostContext, first: Host | None = None):
+    """The cluster's join token as a masked Secret (``CLUSTER_TOKEN``; ``first`` is where it is read from)."""
+    return ctx.read(CLUSTER_TOKEN)
 
-    It travels like kubeadm's join command: one script over the first server's own connection (the token
-    is on that command's stdout, never in any argv), kept in memory, and reaches a joining node only as the
-    content of its 0600 config.yaml. A plan reads it too where it exists (reading changes nothing); offline,
-    or before the first server has one, a plan shows a placeholder.
-    """
+
+def _parse_token(output: str):
     from vmstation.secrets import Secret
 
-    if ctx.run.remote is None:
-        return Secret(PLAN_TOKEN)
-    token = ctx.run.shared(f"rke2-token:{ctx.cluster.name}", lambda: _read_token(ctx, first))
-    if token is None and ctx.plan:
-        return Secret(PLAN_TOKEN)
-    if token is None:
-        raise Unsupported(ctx.host.name, f"the first server {first.name} has no {rhel.RKE2_NODE_TOKEN} yet "
-                                         "(rke2-server has not started there)")
-    return token
-
-
-def _read_token(ctx: HostContext, first: Host):
-    from vmstation.secrets import Secret
-
-    script = f"if [ -s {rhel.RKE2_NODE_TOKEN} ]; then {rhel.node_token_query()}; fi\n"
-    try:
-        output = ctx.run.remote(first, script)
-    except CommandError as exc:   # its output is not passed on: it could hold the token
-        raise HostError(ctx.host.name, f"cannot read the cluster token on {first.name} "
-                                       f"(exit {exc.exit_code})") from None
     token = rhel.parse_node_token(output)
     return Secret(token) if token else None
+
+
+# The cluster's join token, read once per run from the first server's node-token file, the way kubeadm's join
+# command is read from the control plane: one script over the first server's own connection (the token is on
+# that command's stdout, never in any argv), kept in memory as a masked Secret registered for redaction, and
+# reaching a joining node only as the content of its 0600 config.yaml. Reading changes nothing, so a plan reads
+# it too where it exists; offline, or before the first server has one, a plan shows a placeholder.
+CLUSTER_TOKEN = ReadFrom("the cluster token", secret=True,
+                         source=lambda ctx: first_server(ctx.inventory, ctx.cluster.name),
+                         script=f"if [ -s {rhel.RKE2_NODE_TOKEN} ]; then {rhel.node_token_query()}; fi\n",
+                         parse=_parse_token, placeholder=PLAN_TOKEN,
+                         missing=f"the first server {{source}} has no {rhel.RKE2_NODE_TOKEN} yet "
+                                 "(rke2-server has not started there)")

@@ -36,6 +36,7 @@ from vmstation.execute import PhaseOutcome, inputs_digest, run_phase_on_host
 from vmstation.graph import Graph, Phase
 from vmstation.inventory import Host
 from vmstation.journal import Journal, RunLock
+from vmstation.status import Outcome
 from vmstation.templates import warm_up as warm_up_templates
 from vmstation.transport import HostConnection, SshOptions, warm_up
 
@@ -65,15 +66,15 @@ class RunResult:
 
     @property
     def failed(self) -> list[PhaseOutcome]:
-        return [o for o in self.outcomes if o.status in ("failed", "blocked")]
+        return [o for o in self.outcomes if Outcome(o.status).bad]
 
     @property
     def unsupported(self) -> list[PhaseOutcome]:
-        return [o for o in self.outcomes if o.status == "unsupported"]
+        return [o for o in self.outcomes if o.status == Outcome.UNSUPPORTED]
 
     @property
     def changed(self) -> int:
-        return sum(o.changed for o in self.outcomes if o.status != "planned")
+        return sum(o.changed for o in self.outcomes if o.status != Outcome.PLANNED)
 
     @property
     def exit_code(self) -> int:
@@ -84,7 +85,7 @@ class RunResult:
         """
         if self.interrupted:
             return 130
-        if any(o.status == "failed" for o in self.outcomes):
+        if any(o.status == Outcome.FAILED for o in self.outcomes):
             return 1
         if self.unsupported:
             return 3
@@ -118,7 +119,8 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
     warm_up(ssh)
     warm_up_templates()
     run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
-    run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
+    run_ctx.connect = pool.get
+    run_ctx.limit = tuple(options.limit)   # node-remove acts on the hosts the operator named
     if options.step_deadline:
         run_ctx.step_deadline = options.step_deadline
     run_ctx.digest_key = journal.digest_key()
@@ -139,9 +141,10 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
                 for host in hosts:
                     reason = _blocked_by(phase, host, status, options.plan)
                     if reason:
-                        outcome = PhaseOutcome(phase.name, host.name, "blocked", message=reason)
+                        outcome = PhaseOutcome(phase.name, host.name, Outcome.BLOCKED, message=reason)
                     elif _unchanged_since_last_run(phase, host, run_ctx, finished):
-                        outcome = PhaseOutcome(phase.name, host.name, "resumed", message="finished in the last run",
+                        outcome = PhaseOutcome(phase.name, host.name, Outcome.RESUMED,
+                                               message="finished in the last run",
                                                digest=finished[(phase.name, host.name)])
                     else:
                         work[host.name] = executor.submit(_run_one, phase, host, run_ctx, pool, notify)
@@ -171,10 +174,10 @@ def _outcome_of(future: Future, stop: "Stop", phase: Phase, host: str) -> PhaseO
             outcome = future.result()
             break
         if stop.reason and time.monotonic() - stop.since > INTERRUPT_GRACE:
-            outcome = PhaseOutcome(phase.name, host, "interrupted")
+            outcome = PhaseOutcome(phase.name, host, Outcome.INTERRUPTED)
             break
-    if stop.reason and outcome.status in ("failed", "interrupted"):
-        outcome.status, outcome.message = "interrupted", f"interrupted by {stop.reason} while it ran"
+    if stop.reason and outcome.status in (Outcome.FAILED, Outcome.INTERRUPTED):
+        outcome.status, outcome.message = Outcome.INTERRUPTED, f"interrupted by {stop.reason} while it ran"
     return outcome
 
 
@@ -208,9 +211,11 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
     try:
         connection = pool.get(host)
     except HostError as exc:
-        return PhaseOutcome(phase.name, host.name, "failed", message=exc.message, seconds=time.monotonic() - started)
+        return PhaseOutcome(phase.name, host.name, Outcome.FAILED, message=exc.message,
+                            seconds=time.monotonic() - started)
     except Exception as exc:  # a surprise while connecting is this host's failure, not the run's end
-        return PhaseOutcome(phase.name, host.name, "failed", message=f"unexpected error: {type(exc).__name__}: {exc}",
+        return PhaseOutcome(phase.name, host.name, Outcome.FAILED,
+                            message=f"unexpected error: {type(exc).__name__}: {exc}",
                             seconds=time.monotonic() - started, trace=traceback.format_exc())
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
     outcome = run_phase_on_host(phase, ctx)
@@ -240,7 +245,7 @@ def _blocked_by(phase: Phase, host: Host, status: dict[tuple[str, str], str], pl
 
     A plan goes on past what cannot run on this machine, so that it shows every phase.
     """
-    bad = {"failed", "blocked"} if plan else {"failed", "blocked", "unsupported"}
+    bad = {Outcome.FAILED, Outcome.BLOCKED} | (set() if plan else {Outcome.UNSUPPORTED})
     for need in phase.needs:
         own = status.get((need, host.name))
         if own in bad:

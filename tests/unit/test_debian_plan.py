@@ -76,7 +76,7 @@ def test_the_plan_runs_kubeadm_with_the_rendered_config_and_never_shows_the_toke
     assert "$ kubeadm init --config /etc/kubernetes/kubeadm-init.yaml" in text
     assert "$ kubeadm join --config /etc/kubernetes/kubeadm-join.yaml" in text
     assert "(secret content of /etc/kubernetes/kubeadm-join.yaml not shown)" in text
-    assert debian.PLAN_JOIN["token"] not in text
+    assert debian.PLAN_JOIN["token"].reveal() not in text
     assert "--server-side" in text and "kube-flannel" in text
 
 
@@ -105,7 +105,7 @@ TODAY = __import__("datetime").date(2026, 11, 28)
 
 
 def debian_context(inventory, tmp_path: Path, host: str = "masternode", facts=None, **values) -> HostContext:
-    run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", values={"today": TODAY, **values})
+    run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", **{"today": TODAY, **values})
     return HostContext(run_ctx, inventory.host(host), None, facts_source=lambda: facts or assumed_facts("debian"))
 
 

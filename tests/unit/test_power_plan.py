@@ -57,7 +57,7 @@ def homelab_with_vault(tmp_path: Path):
     ("sleep", {}),
     ("sleep-check", {}),
     ("wake", {}),
-    ("wake-named", {power.WAKE_HOSTS: ("storagenodet3500",), power.WAKE_INTERFACE: "eno1"}),
+    ("wake-named", {"wake_hosts": ("storagenodet3500",), "wake_interface": "eno1"}),
 ])
 def test_power_target_plan_matches_snapshot(homelab_with_vault, target, values):
     inventory, secrets = homelab_with_vault
@@ -337,8 +337,7 @@ def plan_outcomes(inventory, secrets, target: str, values: dict) -> list[PhaseOu
 
 
 def host_context(inventory, secrets, host, values: dict) -> HostContext:
-    run_ctx = RunContext(inventory, plan=True, secrets=secrets)
-    run_ctx.values.update(values)
+    run_ctx = RunContext(inventory, plan=True, secrets=secrets, **values)
     return HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts(host.os_family or "debian"))
 
 

@@ -56,7 +56,7 @@ TODAY = datetime.date(2026, 11, 28)     # support notices depend on the date: pl
 
 def context(inventory, host: str, facts: HostFacts, tmp_path: Path, **run_values) -> HostContext:
     run_values.setdefault("today", TODAY)
-    run = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", values=dict(run_values))
+    run = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", **run_values)
     return HostContext(run, inventory.host(host), None, facts_source=lambda: facts)
 
 
@@ -497,7 +497,7 @@ def test_node_remove_of_rke2_nodes_drains_on_the_first_server_and_never_removes_
     inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
     for node in ("compute1", "homelab2"):
         removal = list(reset.drain(context(inventory, node, RHEL10, tmp_path, limit=(node,))))
-        assert [(op.node, op.leader) for op in removal] == [(node, "homelab")]
+        assert [(op.operation.node, op.host.name) for op in removal] == [(node, "homelab")]
         steps = [s.label for s in planned(context(inventory, node, RHEL10, tmp_path, limit=(node,)),
                                           "node-remove.reset").steps]
         assert steps[:2] == ["run stop RKE2 and its containers (rke2-killall.sh)",
@@ -525,15 +525,19 @@ def test_verify_checks_rke2_nodes_by_role(homelab):
 def test_node_remove_drains_and_deletes_on_the_control_plane(homelab, tmp_path, monkeypatch):
     kubectl = _fake_kubectl(tmp_path, nodes=["masternode", "storagenodet3500"])
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    ctx = _applying(context(homelab, "storagenodet3500", DEBIAN12, tmp_path, limit=("storagenodet3500",)), tmp_path)
-    removal = list(reset.drain(ctx))
-    assert [s.status for s in (op.decide("", frozenset()) for op in removal)] == [CHANGE]
-    assert removal[0].leader == "masternode"
+    ctx = context(homelab, "storagenodet3500", DEBIAN12, tmp_path, limit=("storagenodet3500",))
+    (removal,) = reset.drain(ctx)      # pure: declared to run on the control plane, nothing asked yet
+    assert removal.host.name == "masternode" and not kubectl.exists()
+    step = removal.decide(_probe_here([removal.probe(False)])[0], frozenset())
+    assert (step.status, step.on.name, step.label) == (CHANGE, "masternode",
+                                                       "drain and delete node storagenodet3500 (on masternode)")
+    for command in step.commands:      # what the control plane's placing script runs
+        subprocess.run(["sh", "-c", command], check=True, timeout=30, capture_output=True)
     calls = kubectl.read_text().splitlines()
     assert calls[1] == ("--kubeconfig=/etc/kubernetes/admin.conf drain storagenodet3500 --ignore-daemonsets "
                         "--delete-emptydir-data --timeout=300s")
     assert calls[2] == "--kubeconfig=/etc/kubernetes/admin.conf delete node storagenodet3500"
-    again = list(reset.drain(ctx))[0].decide("", frozenset())
+    again = removal.decide(_probe_here([removal.probe(False)])[0], frozenset())
     assert again.status == OK and "removed already" in again.reason
 
 
@@ -594,19 +598,6 @@ esac
 """)
     script.chmod(0o755)
     return log
-
-
-def _applying(ctx: HostContext, tmp_path: Path) -> HostContext:
-    """``ctx`` applying for real, its control plane's commands run in a local shell (with the fake kubectl)."""
-    ctx.run.plan = False
-
-    def remote(host, script: str) -> str:
-        result = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30,
-                                check=False)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-    ctx.run.remote = remote
-    return ctx
 
 
 def test_preflight_refuses_selinux_without_a_policy_before_any_host_and_passes_the_homelab(homelab):

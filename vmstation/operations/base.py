@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-CHANGE, OK, SKIP, CHECK, WARN = "change", "ok", "skip", "check", "warn"
+from vmstation.status import StepStatus
+
+CHANGE, OK, SKIP, CHECK, WARN = StepStatus.CHANGE, StepStatus.OK, StepStatus.SKIP, StepStatus.CHECK, StepStatus.WARN
 
 
 def sh(template: str, *args) -> str:
@@ -34,15 +37,16 @@ class LocalWrite:
 @dataclass(frozen=True)
 class Step:
     label: str
-    status: str
+    status: StepStatus
     reason: str = ""
     uploads: tuple[Upload, ...] = ()
     commands: tuple[str, ...] = ()
     diff: str = ""
     local_writes: tuple[LocalWrite, ...] = ()
-    capture: str | None = None       # name under which this step's output is kept for later phases
+    capture: Any = None              # Capture handle (or name) under which this step's output is kept
     secret: bool = False             # never show content, diff or output
     deadline: float | None = None    # seconds each of its commands may run (None: the run's default, 300 s)
+    on: Any = None                   # the Host it runs on when not the phase's own host (``On``)
 
     @property
     def runs_remotely(self) -> bool:
@@ -61,3 +65,35 @@ class Operation:
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         """Pure: the fact (probe's output) -> what to do. ``changed``: labels changed earlier in the phase."""
         raise NotImplementedError
+
+
+def label_of(reference: "Operation | str") -> str:
+    """What a handler's trigger refers to: an operation of the same phase (or, as before, its label)."""
+    return reference if isinstance(reference, str) else reference.label
+
+
+def labels_of(references) -> tuple[str, ...]:
+    return tuple(label_of(reference) for reference in references)
+
+
+@dataclass(frozen=True)
+class On(Operation):
+    """``operation`` done on another host of the run (drain a node on its control plane), declared as such.
+
+    The executor asks its probe over ``host``'s own connection, shows it in a plan as "(on HOST)", and
+    runs what it decides there with ``host``'s placing script and lock; the phase stays a description.
+    """
+
+    host: Any               # vmstation.inventory.Host
+    operation: Operation
+
+    @property
+    def label(self) -> str:
+        return f"{self.operation.label} (on {self.host.name})"
+
+    def probe(self, detail: bool) -> str:
+        return self.operation.probe(detail)
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        step = self.operation.decide(fact, changed)
+        return replace(step, label=self.label, on=self.host)

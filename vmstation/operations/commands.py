@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
-from vmstation.operations.base import CHANGE, CHECK, OK, WARN, Operation, Step, sh
+from vmstation.operations.base import CHANGE, CHECK, OK, WARN, Operation, Step, labels_of, sh
 
 @dataclass(frozen=True)
 class Command(Operation):
@@ -17,8 +18,11 @@ class Command(Operation):
     removes: str | None = None
     unless: str | None = None
     onlyif: str | None = None
-    when_changed: tuple[str, ...] = ()  # run only if one of these labels changed in this phase
+    when_changed: tuple = ()            # run only if one of these operations of this phase changed
     deadline: float | None = None       # seconds it may run when longer than the run's default (kubeadm init)
+
+    def __post_init__(self):
+        object.__setattr__(self, "when_changed", labels_of(self.when_changed))   # kept as their labels
 
     @property
     def label(self) -> str:
@@ -58,7 +62,7 @@ class Check(Operation):
 
     script: str
     description: str
-    capture: str | None = None
+    capture: Any = None                 # a vmstation.handles.Capture: the output kept for later phases
     secret: bool = False
     deadline: float | None = None
 
@@ -68,7 +72,7 @@ class Check(Operation):
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         return Step(self.label, CHECK, self.description, commands=(self.script,), capture=self.capture,
-                    secret=self.secret, deadline=self.deadline)
+                    secret=self.secret or getattr(self.capture, "secret", False), deadline=self.deadline)
 
 
 def wait_until(test: str, description: str, timeout: int = 300, interval: int = 5, show: str = "") -> Check:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from vmstation.operations.base import CHANGE, OK, SKIP, Operation, Step, sh
+from vmstation.operations.base import CHANGE, OK, SKIP, Operation, Step, labels_of, sh
 
 PACKAGE_DEADLINE = 1800.0   # seconds an install may take: downloads over a slow link, apt's own lock waits
 
@@ -64,8 +64,11 @@ class Service(Operation):
     name: str
     enabled: bool = True
     running: bool | None = True       # None: leave it as it is (kubelet: kubeadm starts it, later runs keep it)
-    restart_on: tuple[str, ...] = ()  # labels of operations in the same phase
+    restart_on: tuple = ()            # operations of the same phase it restarts after (``(config,)``)
     daemon_reload: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "restart_on", labels_of(self.restart_on))   # kept as their labels
 
     @property
     def label(self) -> str:
@@ -114,7 +117,11 @@ class Sysctl(Operation):
 
     key: str
     value: str
-    needs_module: str | None = None
+    needs_module: "KernelModule | str | None" = None
+
+    def __post_init__(self):
+        if isinstance(self.needs_module, KernelModule):
+            object.__setattr__(self, "needs_module", self.needs_module.name)
 
     @property
     def label(self) -> str:

@@ -29,8 +29,10 @@ from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, InventoryError, Unsupported
 from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
+from vmstation.handles import ReadFrom
 from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
                                   Sysctl, sh, wait_until)
+from vmstation.secrets import Secret
 from vmstation.values import inside
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -44,7 +46,7 @@ SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call
 APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana", "jellyfin")
 READY_COLUMNS = ('{range .items[*]}{.metadata.name}{" Ready="}{.status.conditions[?(@.type=="Ready")].status}'
                  '{" "}{.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}')
-PLAN_JOIN = {"token": "planpl.aceholder0000000", "ca_cert_hash": "sha256:" + "0" * 64}
+PLAN_JOIN = {"token": Secret("planpl.aceholder0000000"), "ca_cert_hash": "sha256:" + "0" * 64}
 
 kubeadm_hosts = hosts_of_kind("kubeadm")
 control_planes = hosts_with_role("kubeadm", "control-plane")
@@ -55,7 +57,7 @@ workers = hosts_with_role("kubeadm", "worker")
 
 
 def system_prep(ctx: HostContext):
-    notice = support.kubernetes_notice(ctx.cluster.version, ctx.run.values.get("today"))
+    notice = support.kubernetes_notice(ctx.cluster.version, ctx.run.today)
     if notice:
         yield Notice(notice)
     if ctx.cluster.proxy_mode == "nftables":
@@ -66,11 +68,12 @@ def system_prep(ctx: HostContext):
     yield Command("swapoff -a", "swap off now", onlyif="[ \"$(tail -n +2 /proc/swaps | wc -l)\" -gt 0 ]")
     yield Edit("/etc/fstab", comment_out_swap, "swap lines commented out")
     yield File("/etc/modules-load.d/kubernetes.conf", ctx.render("system/modules-kubernetes.conf.j2"))
-    for module in ("overlay", "br_netfilter"):
-        yield KernelModule(module)
+    overlay, br_netfilter = KernelModule("overlay"), KernelModule("br_netfilter")
+    yield overlay
+    yield br_netfilter
     yield File("/etc/sysctl.d/99-kubernetes.conf", ctx.render("system/99-kubernetes.conf.j2"))
     for key, value in SYSCTLS.items():
-        yield Sysctl(key, value, needs_module="br_netfilter" if key.startswith("net.bridge.") else None)
+        yield Sysctl(key, value, needs_module=br_netfilter if key.startswith("net.bridge.") else None)
 
 
 # kube-proxy's nftables mode refuses kernels older than 5.13 from 1.31 on ("kube-proxy in nftables mode
@@ -140,7 +143,7 @@ def containerd_config(ctx: HostContext):
         raise InputError(f"templates/containerd/config.toml.j2 for {ctx.host.name}: " + "; ".join(problems))
     config = File("/etc/containerd/config.toml", text, source="containerd/config.toml.j2")
     yield config
-    yield Service("containerd", restart_on=(config.label,))
+    yield Service("containerd", restart_on=(config,))
 
 
 def containerd_version_warning(installed: str, kubernetes: str = versions.KUBERNETES) -> str:
@@ -195,7 +198,7 @@ def _containerd_tarball(ctx: HostContext):
     yield File("/usr/local/sbin/runc", files["runc.amd64"], mode="0755")
     unit = File("/etc/systemd/system/containerd.service", ctx.render("containerd/containerd.service.j2"))
     yield unit
-    yield Service("containerd", daemon_reload=True, restart_on=(tarball.label, unit.label))
+    yield Service("containerd", daemon_reload=True, restart_on=(tarball, unit))
 
 
 # -- 3. CNI plugins -----------------------------------------------------------------------------------
@@ -230,7 +233,7 @@ def cni_plugins(ctx: HostContext):
         staged = File(f"/var/lib/vmstation/artifacts/{CNI_TARBALL}", files[CNI_TARBALL])
         yield staged
         yield Command(unpack_cni_tarball(staged.path), f"unpack the CNI plugins into {CNI_BIN} (never over a file)",
-                      when_changed=(staged.label,), unless=f"[ -x {CNI_BIN}/bridge ] && [ -x {CNI_BIN}/portmap ]")
+                      when_changed=(staged,), unless=f"[ -x {CNI_BIN}/bridge ] && [ -x {CNI_BIN}/portmap ]")
         return
     # Debian ships the reference plugins under /usr/lib/cni; kubelet and flannel look in /opt/cni/bin.
     yield Package(("containernetworking-plugins",))
@@ -314,8 +317,8 @@ def control_plane_init(ctx: HostContext):
 def worker_join(ctx: HostContext):
     if ctx.facts.exists(KUBELET_CONF):
         return  # joined already: nothing to ask the control plane for
-    join = PLAN_JOIN if ctx.plan else ctx.run.shared(f"join:{ctx.cluster.name}", lambda: _new_join(ctx))
-    text = ctx.render("kubeadm/join.yaml.j2", join=join)
+    join = ctx.read(JOIN_COMMAND)
+    text = ctx.render("kubeadm/join.yaml.j2", join={**join, "token": join["token"].reveal()})
     problems = check_kubeadm_config(text)
     if problems:
         raise InputError("templates/kubeadm/join.yaml.j2 for " + ctx.host.name + ": " + "; ".join(problems))
@@ -326,19 +329,22 @@ def worker_join(ctx: HostContext):
     yield Service("kubelet")
 
 
-def _new_join(ctx: HostContext) -> dict:
-    """A fresh bootstrap token from the control plane: ``kubeadm token create --print-join-command``."""
-    control_plane = ctx.hosts_with_role("control-plane")[0]
-    output = ctx.run.remote(control_plane, "kubeadm token create --ttl 30m --print-join-command\n")
-    return parse_join_command(output, ctx.host.name)
-
-
-def parse_join_command(output: str, host: str) -> dict:
+def parse_join_command(output: str) -> dict | None:
+    """``{"token": Secret, "ca_cert_hash": str}`` from ``kubeadm token create --print-join-command``; None if absent."""
     token = re.search(r"--token\s+(\S+)", output)
     ca_hash = re.search(r"--discovery-token-ca-cert-hash\s+(sha256:[0-9a-f]{64})", output)
     if not token or not ca_hash:
-        raise Unsupported(host, "the control plane did not print a join command (is kubeadm init done?)")
-    return {"token": token.group(1), "ca_cert_hash": ca_hash.group(1)}
+        return None
+    return {"token": Secret(token.group(1)), "ca_cert_hash": ca_hash.group(1)}
+
+
+# A fresh bootstrap token from the control plane, once per run and cluster, for every joining worker.
+# Creating it changes the control plane, so a plan shows PLAN_JOIN instead (and never its token).
+JOIN_COMMAND = ReadFrom("the kubeadm join command", secret=True,
+                        source=lambda ctx: ctx.hosts_with_role("control-plane")[0],
+                        script="kubeadm token create --ttl 30m --print-join-command\n", parse=parse_join_command,
+                        placeholder=PLAN_JOIN, changes_host=True,
+                        missing="the control plane {source} did not print a join command (is kubeadm init done?)")
 
 
 # -- 6-8. cluster workloads ----------------------------------------------------------------------------------

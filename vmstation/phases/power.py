@@ -31,6 +31,7 @@ from pathlib import Path
 
 from vmstation.context import HostContext
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
+from vmstation.handles import Capture
 from vmstation.inventory import Host, Inventory
 from vmstation.operations import CHANGE, OK, SKIP, Check, Command, File, Operation, Package, Service, Step, sh
 from vmstation.power import sleep_state
@@ -59,11 +60,9 @@ POWER_OFF_DELAY = 2          # seconds: the SSH session that asked must close fi
 NODE_EXPORTER_PORT = 9100
 LIMITED_BROADCAST = "255.255.255.255"
 
-# Keys of ctx.run.values that vmstation.power.cycle sets before a run.
-WAKE_HOSTS = "power.wake_hosts"          # names of the hosts to wake (default: wake_candidates)
-WAKE_INTERFACE = "power.interface"       # --interface, over the inventory's wol_interface
-SENT = "power.sent"                      # what the sender printed, one line per packet
-DECISION = "power.decision"              # the idle check's JSON line
+# What the power phases capture for vmstation.power.cycle (it reads them with RunContext.captured).
+SENT = Capture("power.sent")             # what the sender printed, one line per packet
+DECISION = Capture("power.decision")     # the idle check's JSON line
 
 control_planes = hosts_with_role("kubeadm", "control-plane")
 kubeadm_hosts = hosts_of_kind("kubeadm")
@@ -172,12 +171,13 @@ def _worker_wake_on_lan(ctx: HostContext):
                                        annotation=SLEEP_REQUEST.replace(".", "\\."),
                                        arm=_arm_command(ctx.host), power_off=_power_off_verb(ctx.host)),
                mode="0755", source="power/sleep-if-requested.sh.j2")
-    yield File(f"{UNIT_DIR}/{WATCH_UNIT}.service", ctx.render("power/sleep-watch.service.j2", script=SLEEP_WATCH),
-               source="power/sleep-watch.service.j2")
-    yield File(f"{UNIT_DIR}/{WATCH_UNIT}.timer", ctx.render("power/sleep-watch.timer.j2"),
-               source="power/sleep-watch.timer.j2")
-    yield Service(f"{WATCH_UNIT}.timer", daemon_reload=True,
-                  restart_on=(f"file {UNIT_DIR}/{WATCH_UNIT}.timer", f"file {UNIT_DIR}/{WATCH_UNIT}.service"))
+    service = File(f"{UNIT_DIR}/{WATCH_UNIT}.service", ctx.render("power/sleep-watch.service.j2", script=SLEEP_WATCH),
+                   source="power/sleep-watch.service.j2")
+    timer = File(f"{UNIT_DIR}/{WATCH_UNIT}.timer", ctx.render("power/sleep-watch.timer.j2"),
+                 source="power/sleep-watch.timer.j2")
+    yield service
+    yield timer
+    yield Service(f"{WATCH_UNIT}.timer", daemon_reload=True, restart_on=(timer, service))
 
 
 def _scheduled_check(ctx: HostContext):
@@ -191,13 +191,15 @@ def _scheduled_check(ctx: HostContext):
                                            config=shlex.quote(IDLE_CONFIG), state=shlex.quote(IDLE_STATE),
                                            sleep_commands=commands),
                mode="0755", source="power/scheduled-sleep.sh.j2")
-    yield File(f"{UNIT_DIR}/{IDLE_UNIT}.service", ctx.render("power/idle-check.service.j2", script=SCHEDULED_SLEEP),
-               source="power/idle-check.service.j2")
-    yield File(f"{UNIT_DIR}/{IDLE_UNIT}.timer", ctx.render("power/idle-check.timer.j2",
+    service = File(f"{UNIT_DIR}/{IDLE_UNIT}.service", ctx.render("power/idle-check.service.j2",
+                                                                 script=SCHEDULED_SLEEP),
+                   source="power/idle-check.service.j2")
+    timer = File(f"{UNIT_DIR}/{IDLE_UNIT}.timer", ctx.render("power/idle-check.timer.j2",
                                                              on_calendar=power.check_interval),
-               source="power/idle-check.timer.j2")
-    yield Service(f"{IDLE_UNIT}.timer", daemon_reload=True,
-                  restart_on=(f"file {UNIT_DIR}/{IDLE_UNIT}.timer", f"file {UNIT_DIR}/{IDLE_UNIT}.service"))
+                 source="power/idle-check.timer.j2")
+    yield service
+    yield timer
+    yield Service(f"{IDLE_UNIT}.timer", daemon_reload=True, restart_on=(timer, service))
 
 
 def sleep_check(ctx: HostContext):
@@ -225,7 +227,7 @@ def wake_send(ctx: HostContext):
 
     hosts = wake_targets(ctx)
     power = ctx.inventory.power
-    interface = ctx.run.values.get(WAKE_INTERFACE) or power.wol_interface
+    interface = ctx.run.wake_interface or power.wol_interface
     script = wol.remote_send_script([h.mac for h in hosts], power.wol_broadcast or LIMITED_BROADCAST,
                                     power.wol_port, interface)
     yield Check(f"(\n{script})", "magic packets for " + ", ".join(h.name for h in hosts), capture=SENT)
@@ -243,7 +245,7 @@ def wake_rejoin(ctx: HostContext):
 
 
 def wake_targets(ctx: HostContext) -> tuple[Host, ...]:
-    names = ctx.run.values.get(WAKE_HOSTS)
+    names = ctx.run.wake_hosts
     if names is None:
         return wake_candidates(ctx.inventory)
     return tuple(ctx.inventory.host(name) for name in names)

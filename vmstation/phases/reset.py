@@ -10,8 +10,8 @@
 
 Every command has a guard that looks at the host first, so a second reset changes
 nothing. node-remove runs on the hosts of the run's limit (``vmstation node remove
-HOST``); the drain itself runs on the cluster's control plane through
-``ctx.run.remote``, and refuses to run without a limit or against a control plane.
+HOST``); the drain itself is declared to run on the cluster's control plane (``On``:
+the executor asks and runs it there), and refuses to run without a limit or against a control plane.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vmstation import rhel
 from vmstation.context import HostContext
 from vmstation.errors import InputError
 from vmstation.graph import Phase, Target, all_hosts, hosts_of_kind
-from vmstation.operations import CHANGE, OK, Command, Operation, Step, sh
+from vmstation.operations import CHANGE, OK, Command, On, Operation, Step, sh
 
 CNI_PATHS = ("/etc/cni/net.d", "/var/lib/cni")
 CNI_LINKS = ("flannel.1", "cni0")
@@ -35,7 +35,6 @@ UNINSTALL_SCRIPTS = ("/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstal
 LEADER_ROLES = {"kubeadm": "control-plane", "rke2": "server"}
 KUBECTL = {"kubeadm": "kubectl --kubeconfig=/etc/kubernetes/admin.conf",
            "rke2": f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"}
-LIMIT_KEY = "limit"      # ctx.run.values[LIMIT_KEY]: the hosts of --limit, put there by the runner
 
 
 def reset_kubeadm(ctx: HostContext):
@@ -79,39 +78,33 @@ def reset_host(ctx: HostContext):
 
 def drain(ctx: HostContext):
     """Drain this host and delete its Node, from the cluster's control plane (or first RKE2 server)."""
-    leader = _leader(ctx)
-    kubectl, node = KUBECTL[ctx.cluster.kind], ctx.host.name
-    present = sh(f"{kubectl} get node {{}} >/dev/null 2>&1", node)
-    if ctx.plan:
-        asked = ctx.run.remote(leader, f"if {present}; then echo present; fi\n") if ctx.run.remote else "present"
-        yield Removal(node, leader.name, "would drain and delete" if asked.strip() == "present" else "absent")
-        return
-    removal = sh(f"{kubectl} drain {{0}} --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2 && "
-                 f"{kubectl} delete node {{0}} >&2", node)
-    answer = ctx.run.remote(leader, f"if {present}; then {removal} && echo removed; fi\n")
-    yield Removal(node, leader.name, "drained and deleted" if answer.strip() == "removed" else "absent")
+    yield On(_leader(ctx), NodeRemoval(ctx.host.name, KUBECTL[ctx.cluster.kind]))
 
 
 @dataclass(frozen=True)
-class Removal(Operation):
-    """The outcome of a node's removal, done on another host of the run (the cluster's control plane)."""
+class NodeRemoval(Operation):
+    """A node drained and deleted from its cluster, by ``kubectl`` where it runs (declared ``On`` the leader)."""
 
     node: str
-    leader: str
-    done: str            # "drained and deleted" | "would drain and delete" | "absent"
+    kubectl: str
 
     @property
     def label(self) -> str:
-        return f"drain and delete node {self.node} (on {self.leader})"
+        return f"drain and delete node {self.node}"
+
+    def probe(self, detail: bool) -> str:
+        return sh(f"if {self.kubectl} get node {{}} >/dev/null 2>&1; then echo present; fi", self.node)
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
-        if self.done == "absent":
+        if fact.strip() != "present":
             return Step(self.label, OK, f"{self.node} is not a node of the cluster (removed already)")
-        return Step(self.label, CHANGE, f"{self.done} on {self.leader}")
+        removal = sh(f"{self.kubectl} drain {{0}} --ignore-daemonsets --delete-emptydir-data --timeout=300s >&2 && "
+                     f"{self.kubectl} delete node {{0}} >&2", self.node)
+        return Step(self.label, CHANGE, "a node of the cluster", commands=(removal,), deadline=360)
 
 
 def _leader(ctx: HostContext):
-    if not ctx.run.values.get(LIMIT_KEY):
+    if not ctx.run.limit:
         raise InputError("node-remove needs the node to remove: vmstation node remove HOST (--limit HOST)")
     leaders = ctx.hosts_with_role(LEADER_ROLES[ctx.cluster.kind])
     if ctx.host == leaders[0] or (ctx.cluster.kind == "kubeadm" and ctx.host in leaders):

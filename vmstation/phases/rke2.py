@@ -62,7 +62,7 @@ def system_prep(ctx: HostContext):
     _refuse_selinux_without_policy(ctx)
     for warning in rhel.preflight_warnings(facts.os_release, ctx.cluster.version, _selinux(ctx)):
         yield Notice(warning)
-    notice = support.rke2_notice(ctx.cluster.version, ctx.run.values.get("today"))
+    notice = support.rke2_notice(ctx.cluster.version, ctx.run.today)
     if notice:
         yield Notice(notice)
     if facts.os_family == "rhel":
@@ -104,13 +104,14 @@ def _rhel_packages(ctx: HostContext):
 
 def _kernel(ctx: HostContext):
     yield _managed_file(ctx, "/etc/modules-load.d/rke2.conf")
-    for module in ("overlay", "br_netfilter"):
-        yield KernelModule(module)
+    overlay, br_netfilter = KernelModule("overlay"), KernelModule("br_netfilter")
+    yield overlay
+    yield br_netfilter
     sysctl_file = _managed_file(ctx, "/etc/sysctl.d/90-rke2.conf")
     yield sysctl_file
     for key, value in sysctl_settings(sysctl_file.content):
         # br_netfilter may load in this very phase, after the probes ran: its keys are set once it has.
-        yield Sysctl(key, value, needs_module="br_netfilter" if key.startswith("net.bridge.") else None)
+        yield Sysctl(key, value, needs_module=br_netfilter if key.startswith("net.bridge.") else None)
 
 
 def sysctl_settings(text: str) -> list[tuple[str, str]]:
@@ -128,7 +129,7 @@ def _network_manager(ctx: HostContext):
     conf = File(NM_CONF, ctx.render("rhel/rke2-canal.conf.j2"), source="rhel/rke2-canal.conf.j2")
     yield conf
     yield Command(rhel.networkmanager_reload_command(), "reload NetworkManager (CNI interfaces unmanaged)",
-                  when_changed=(conf.label,))
+                  when_changed=(conf,))
     if ctx.facts.exists(NM_CLOUD_SETUP):
         yield Command("; ".join(rhel.nm_cloud_setup_disable_commands()), "disable nm-cloud-setup (service, timer)",
                       onlyif="systemctl is-enabled --quiet nm-cloud-setup.service || "
@@ -336,7 +337,7 @@ def _config(ctx: HostContext, server_url: str | None = None, token=None):
     # Restart only a node that runs: a fresh host is started once, by its start phase, with this config.
     service = rhel.RKE2_SERVICES[kind]
     yield Command(sh("systemctl restart {}", service), f"restart {service.removesuffix('.service')} (config changed)",
-                  when_changed=(config.label,), onlyif=sh("systemctl is-active --quiet {}", service))
+                  when_changed=(config,), onlyif=sh("systemctl is-active --quiet {}", service))
 
 
 # -- 4. start --------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
          plan: bool = False) -> int:
     """Wake ``hosts`` (default: every host with a MAC that is not always on); return the exit code."""
     from vmstation.app import load_inventory
-    from vmstation.phases import power
 
     inventory = load_inventory(session)
     targets = choose_wake_targets(inventory, hosts, from_here)
@@ -43,14 +42,14 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
             interface_name(interface)          # the inventory's rule (Linux's, narrowed to what renders safely)
         except ValueError:
             raise InputError(f"--interface {interface!r}: not a network interface name") from None
-    values = {power.WAKE_HOSTS: tuple(h.name for h in targets), power.WAKE_INTERFACE: interface}
+    settings = {"wake_hosts": tuple(h.name for h in targets), "wake_interface": interface}
     if plan:
-        return _plan_wake(session, inventory, targets, from_here, interface, timeout, values)
+        return _plan_wake(session, inventory, targets, from_here, interface, timeout, settings)
     sent_at = time.monotonic()
     if from_here:
         code = _send_from_here(inventory, targets, interface)
     else:
-        code = _send_from_sender(session, inventory, values)
+        code = _send_from_sender(session, inventory, settings)
     if code:
         return code
     awake = {h.name: wait_for_ssh(h, timeout, sent_at) for h in targets}
@@ -60,7 +59,7 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         _echo(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
-    result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), values=values)
+    result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), settings=settings)
     _echo(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code
 
@@ -147,18 +146,19 @@ def check_sleepers(inventory) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_power_target(session, target: str, plan: bool = False, only=(), values=None):
-    """Run (or plan) a power target like every other target, seeding the values its phases read.
+def run_power_target(session, target: str, plan: bool = False, only=(), settings=None):
+    """Run (or plan) a power target like every other target, with the run-context ``settings`` its phases read.
 
-    Prints the plan and the summary; returns the RunResult and the run's values (what Checks captured).
+    Prints the plan and the summary; returns the RunResult and what its Checks captured (by capture name).
     """
     from vmstation.app import run_target
     from vmstation.report import format_plan, format_summary, progress_for
 
-    run_values = dict(values or {})
+    run_values: dict = {}
     progress = progress_for(sys.stderr)
     try:
-        result = run_target(session, target, plan=plan, only=only, listener=progress, values=run_values)
+        result = run_target(session, target, plan=plan, only=only, listener=progress, values=run_values,
+                            settings=settings)
     finally:
         if progress:
             progress.close()
@@ -173,18 +173,18 @@ def idle_decision(session, inventory) -> dict | None:
     from vmstation.phases import power
 
     result, values = run_power_target(session, "sleep-check")
-    line = values.get(power.DECISION, "")
+    line = values.get(power.DECISION.name, "")
     if result.exit_code or not line:
         _echo("the idle check did not run on the control plane: no decision", err=True)
         return None
     return json.loads(line.strip().splitlines()[-1])
 
 
-def _send_from_sender(session, inventory, values) -> int:
+def _send_from_sender(session, inventory, settings) -> int:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, "wake", only=("wake.send",), values=values)
-    for line in captured.get(power.SENT, "").splitlines():
+    result, captured = run_power_target(session, "wake", only=("wake.send",), settings=settings)
+    for line in captured.get(power.SENT.name, "").splitlines():
         _echo(f"  {line}")
     return result.exit_code
 
@@ -205,7 +205,7 @@ def _send_from_here(inventory, targets, interface: str | None) -> int:
     return 0
 
 
-def _plan_wake(session, inventory, targets, from_here, interface, timeout, values) -> int:
+def _plan_wake(session, inventory, targets, from_here, interface, timeout, settings) -> int:
     from vmstation.phases import power
 
     if from_here:
@@ -217,7 +217,7 @@ def _plan_wake(session, inventory, targets, from_here, interface, timeout, value
     for host in targets:
         _echo(f"  would wait up to {timeout:g} s for {host.name} to answer SSH on {host.address}:{host.ssh_port}")
     only = ("power.tools", "wake.rejoin") if from_here else ()
-    return run_power_target(session, "wake", plan=True, only=only, values=values)[0].exit_code
+    return run_power_target(session, "wake", plan=True, only=only, settings=settings)[0].exit_code
 
 
 def _rejoin_note(result, seconds: float) -> str:
