@@ -148,13 +148,19 @@ def phases(target):
 @click.option("--limit", "-l", multiple=True, callback=_listed, metavar="PATTERN",
               help="Only these hosts: names, globs, cluster names or roles (repeatable, or comma-separated).")
 @click.option("--plan", "--check", "plan", is_flag=True, help="Show what would be removed; change nothing.")
+@click.option("--no-backup", is_flag=True, help="Do not take the etcd snapshot first.")
 @common_options
 @reports_input_errors
-def reset(yes, limit, plan, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+def reset(yes, limit, plan, no_backup, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
     """Tear the clusters down: kubeadm reset, CNI leftovers, cluster firewall rules, rke2-uninstall.sh."""
     if not plan and not yes:
         click.confirm("Reset the clusters on " + (", ".join(limit) or "every host") + "? This removes them", abort=True)
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+    code = 0 if no_backup else _backup_first(session, plan=plan, verbose=verbose)
+    if code and not plan:
+        click.echo("vmstation: the etcd snapshot before the reset failed: nothing was reset (--no-backup "
+                   "resets without one)", err=True)
+        sys.exit(code)
     sys.exit(_run(session, "reset", plan=plan, limit=limit, verbose=verbose))
 
 
@@ -237,6 +243,81 @@ def status(as_json, inventory_path, vault_password_file, trust_new_host_keys, ss
     result = homelab_status(session)
     click.echo(result.as_json() if as_json else format_status(result), nl=as_json)
     sys.exit(0 if result.healthy else 1)
+
+
+@main.command()
+@click.option("--plan", "--check", "plan", is_flag=True, help="Show what would be snapshotted and fetched.")
+@click.option("--keep", default=7, show_default=True, type=click.IntRange(min=1),
+              help="Snapshots kept per cluster under .vmstation/artifacts/backups (older ones are removed).")
+@click.option("--limit", "-l", multiple=True, callback=_listed, metavar="PATTERN", help=LIMIT_HELP)
+@common_options
+@reports_input_errors
+def backup(plan, keep, limit, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+    """An etcd snapshot of every cluster (etcdctl on the kubeadm control plane, `rke2 etcd-snapshot save` on the
+    first RKE2 server), fetched 0600 to .vmstation/artifacts/backups/CLUSTER/."""
+    session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+    sys.exit(_backup_first(session, plan=plan, keep=keep, limit=limit, verbose=verbose))
+
+
+@main.command()
+def restore():
+    """Print how to restore an etcd snapshot (kubeadm and RKE2): a restore replaces the whole cluster state, so
+    vmstation prints the documented procedure instead of running it."""
+    from vmstation.backup import RESTORE_PROCEDURE
+
+    click.echo(RESTORE_PROCEDURE, nl=False)
+
+
+@main.group()
+def certs():
+    """Control-plane certificates: `vmstation status` shows their expiry; renew them here."""
+
+
+@certs.command("renew")
+@click.option("--plan", "--check", "plan", is_flag=True, help="Show what would be renewed and restarted.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+@reports_input_errors
+def certs_renew(plan, yes, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+    """kubeadm certs renew all on the control plane, its static pods restarted, admin.conf fetched again; RKE2
+    servers rotate theirs with `rke2 certificate rotate`."""
+    if not plan and not yes:
+        click.confirm("Renew the certificates and restart the control planes?", abort=True)
+    session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+    code = _run(session, "certs-renew", plan=plan, verbose=verbose)
+    rotated = _run(session, "certs-rotate-rke2", plan=plan, forks=1, verbose=verbose)
+    sys.exit(code or rotated)
+
+
+@main.group()
+def upgrade():
+    """Upgrade a cluster one minor version per step (kubeadm's rule; RKE2's too)."""
+
+
+def upgrade_command(kind: str, name: str, example: str):
+    @upgrade.command(name)
+    @click.option("--to", "to", required=True, metavar="VERSION", help=f"Where to go, e.g. {example}.")
+    @click.option("--plan", "--check", "plan", is_flag=True, help="Show the whole sequence, step by step.")
+    @click.option("--resume", is_flag=True, help="Go on from where the last upgrade stopped.")
+    @click.option("--keep", default=7, show_default=True, type=click.IntRange(min=1),
+                  help="Snapshots kept per cluster under .vmstation/artifacts/backups.")
+    @common_options
+    @reports_input_errors
+    def command(to, plan, resume, keep, inventory_path, vault_password_file, trust_new_host_keys, ssh_config,
+                verbose):
+        session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+        sys.exit(_upgrade(session, kind, to, plan=plan, resume=resume, keep=keep, verbose=verbose))
+    command.__doc__ = (f"Upgrade the {'Debian kubeadm' if kind == 'kubeadm' else 'RKE2'} cluster to VERSION, one "
+                       "minor per step: preflight, an etcd snapshot fetched first, then "
+                       + ("the control plane (kubeadm upgrade plan/apply), then each worker in turn (drain, kubeadm "
+                          "upgrade node, packages, restart, uncordon, Ready)." if kind == "kubeadm" else
+                          "each server, then each agent, one at a time (install method per release and RHEL major, "
+                          "service restarted, node Ready)."))
+    return command
+
+
+upgrade_command("kubeadm", "debian", "1.30.x, 1.31 or 1.31.14")
+upgrade_command("rke2", "rke2", "v1.35.7+rke2r1 or v1.35")
 
 
 # -- checks, inventory, hosts, vault ---------------------------------------------------------------
@@ -395,13 +476,19 @@ def node():
 @node.command("remove")
 @click.argument("host")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-backup", is_flag=True, help="Do not take the etcd snapshot first.")
 @common_options
 @reports_input_errors
-def node_remove(host, yes, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
-    """Drain HOST, delete it from its cluster, reset it; nothing else moves."""
+def node_remove(host, yes, no_backup, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+    """Drain HOST, delete it from its cluster, reset it; nothing else moves (an etcd snapshot is taken first)."""
     if not yes:
         click.confirm(f"Drain, delete and reset {host}?", abort=True)
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
+    code = 0 if no_backup else _backup_first(session, verbose=verbose)
+    if code:
+        click.echo(f"vmstation: the etcd snapshot before removing {host} failed: nothing was removed "
+                   "(--no-backup removes it without one)", err=True)
+        sys.exit(code)
     sys.exit(_run(session, "node-remove", limit=(host,), verbose=verbose))
 
 
@@ -429,6 +516,59 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
         click.echo(f"journal: {result.journal_path}")
     if result.interrupted:
         _exit_now(result.exit_code)
+    return result.exit_code
+
+
+def _backup_first(session, *, plan=False, keep=7, limit=(), verbose=0) -> int:
+    """The backup target with its retention count; prints like every run, then what was removed."""
+    from vmstation.maintenance import take_backup
+    from vmstation.report import format_plan, format_summary, progress_for
+
+    progress = progress_for(sys.stderr)
+    try:
+        result, pruned = take_backup(session, plan=plan, keep=keep, listener=progress, limit=limit)
+    finally:
+        if progress:
+            progress.close()
+    if plan:
+        click.echo(format_plan(result.outcomes, verbose=verbose), nl=False)
+    click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
+    for path in pruned:
+        click.echo(f"removed {path} (more than {keep} snapshots)")
+    return result.exit_code
+
+
+def _upgrade(session, kind, to, *, plan, resume, keep, verbose) -> int:
+    """The chain, step by step, each run shown as every run is; where it stopped and how to go on."""
+    from vmstation.app import check_options
+    from vmstation.maintenance import describe_stop, upgrade
+    from vmstation.report import format_plan, format_summary, progress_for
+
+    check_options(plan=plan, resume=resume)
+    progress = progress_for(sys.stderr)
+    try:
+        result = upgrade(session, kind, to, plan=plan, resume=resume, listener=progress, keep=keep)
+    finally:
+        if progress:
+            progress.close()
+    if not result.chain:
+        click.echo(f"the cluster runs {result.current} already: nothing to do")
+        return 0
+    click.echo(f"{result.current} -> {to}: " + ", ".join(
+        f"step {s.number} {s.from_version} -> {s.to_version}" for s in result.chain))
+    for part in result.parts:
+        click.echo(f"== step {part.step.number} of {len(result.chain)} ({part.step.to_version}), {part.where}")
+        if plan:
+            click.echo(format_plan(part.result.outcomes, verbose=verbose), nl=False)
+        click.echo(format_summary(part.result.outcomes, inventory_path=session.inventory_path), nl=False)
+    for path in result.pruned:
+        click.echo(f"removed {path} (more than {keep} snapshots)")
+    if result.stopped:
+        click.echo(describe_stop(result, to), err=True)
+    elif not plan:
+        key = "version"
+        click.echo(f"upgraded to {result.chain[-1].to_version}; set {key} = \"{result.chain[-1].to_version}\" in "
+                   f"hosts.toml's cluster so that later deploys keep it")
     return result.exit_code
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 
 PHASE_MODULES = ("vmstation.phases.debian", "vmstation.phases.rke2", "vmstation.phases.power",
-                 "vmstation.phases.reset")
+                 "vmstation.phases.reset", "vmstation.phases.backup", "vmstation.phases.certs",
+                 "vmstation.phases.upgrade", "vmstation.phases.upgrade_rke2")
 
 
 @functools.lru_cache(maxsize=1)

@@ -426,7 +426,7 @@ PHASES = [
     Phase("debian.kubeadm-config", "kubeadm init config (v1beta3)", control_planes, kubeadm_config),
     Phase("debian.control-plane-init", "kubeadm init", control_planes, control_plane_init,
           needs=("debian.system-prep", "debian.containerd-config", "debian.cni-plugins", "debian.kube-binaries",
-                 "debian.kubeadm-config")),
+                 "debian.kubeadm-config", "certs.expiry")),
     Phase("debian.worker-join", "kubeadm join", workers, worker_join,
           needs=("debian.system-prep", "debian.containerd-config", "debian.cni-plugins", "debian.kube-binaries",
                  "debian.control-plane-init")),
