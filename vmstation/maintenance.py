@@ -16,10 +16,16 @@ from pathlib import Path
 from vmstation import backup
 from vmstation.upgrades import UpgradeStep, kubeadm_chain, rke2_chain
 
+# The version a kubeadm cluster is at: the lowest of its API server's (the static pod's image tag; kubeadm's own
+# before there is one) and every node's kubelet as the cluster reports it, so that workers a stopped run left
+# behind are part of the chain again.
 CURRENT_VERSION_SCRIPT = (
-    "v=$(sed -n 's/.*image: .*kube-apiserver:v\\([0-9][0-9.]*\\).*/\\1/p' "
-    "/etc/kubernetes/manifests/kube-apiserver.yaml 2>/dev/null | head -n 1); "
-    "if [ -z \"$v\" ]; then v=$(kubeadm version -o short 2>/dev/null | sed 's/^v//'); fi; echo \"$v\"\n")
+    "api=$(sed -n 's/.*image: .*kube-apiserver:v\\([0-9][0-9.]*\\).*/\\1/p' "
+    "/etc/kubernetes/manifests/kube-apiserver.yaml 2>/dev/null | head -n 1)\n"
+    "if [ -z \"$api\" ]; then api=$(kubeadm version -o short 2>/dev/null | sed 's/^v//'); fi\n"
+    "kubelets=$(kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes "
+    "-o jsonpath='{.items[*].status.nodeInfo.kubeletVersion}' 2>/dev/null | tr ' ' '\\n' | sed 's/^v//')\n"
+    "printf '%s\\n' $api $kubelets | grep -E '^[0-9]+[.][0-9]+[.][0-9]+$' | sort -V | head -n 1\n")
 RKE2_VERSION_SCRIPT = "(rke2 --version || /usr/local/bin/rke2 --version) 2>/dev/null | head -n 1\n"
 
 

@@ -12,9 +12,11 @@ the boxes' /usr/local/bin (the deploy phases that would place real binaries are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,11 @@ from vmstation.app import Session, homelab_status
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 CONTROL, WORKER, SERVER = "masternode", "storagenodet3500", "homelab"
+NEXT = "1.30.14"
+KUBELET_UNIT = ("# stand-in unit for kubelet (tests/standins/README.md)\n[Unit]\nDescription=stand-in kubelet\n"
+                "[Service]\nExecStart=/usr/local/bin/kubelet\n[Install]\nWantedBy=multi-user.target\n")
+ADMIN_CONF = ("apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n"
+              "    server: https://127.0.0.1:6443\n")
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,10 @@ def daytwo_boxes() -> Iterator[object]:
         for name in (CONTROL, WORKER):
             for tool in ("kubeadm", "kubectl", "kubelet", "etcdctl"):
                 shutil.copy2(STANDINS / tool, boxes[name].root / "usr/local/bin" / tool)
-        (boxes[CONTROL].root / "etc/kubernetes").mkdir(parents=True, exist_ok=True)
-        (boxes[CONTROL].root / "etc/kubernetes/admin.conf").write_text("apiVersion: v1\nkind: Config\n")
+            (boxes[name].root / "etc/systemd/system/kubelet.service").write_text(KUBELET_UNIT)
+        (boxes[CONTROL].root / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
+        (boxes[CONTROL].root / "etc/kubernetes/admin.conf").write_text(ADMIN_CONF)
+        (boxes[CONTROL].root / "etc/kubernetes/manifests/etcd.yaml").write_text("# stand-in: etcd runs here\n")
         cue(boxes, CONTROL, "nodes", f"{CONTROL} {WORKER}")
         yield boxes
 
@@ -47,7 +56,18 @@ def daytwo_boxes() -> Iterator[object]:
 @pytest.fixture(scope="module")
 def inventory(daytwo_boxes, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("daytwo")
-    return daytwo_boxes.write_inventory(workdir / "hosts.toml", host_extra={CONTROL: {"always_on": True}})
+    release = workdir / "artifacts" / f"kubernetes-{NEXT}"      # the stand-ins of the next minor's binaries
+    release.mkdir(parents=True)
+    for tool in ("kubeadm", "kubectl"):
+        shutil.copy2(STANDINS / tool, release / tool)
+    kubelet = (STANDINS / "kubelet").read_text().replace(
+        "$(cat /var/lib/vmstation-standin/version 2>/dev/null || echo v1.29.15)", f"v{NEXT}")
+    (release / "kubelet").write_text(kubelet)
+    (release / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256((release / n).read_bytes()).hexdigest()}  {n}\n" for n in ("kubeadm", "kubelet", "kubectl")))
+    return daytwo_boxes.write_inventory(
+        workdir / "hosts.toml", host_extra={CONTROL: {"always_on": True}, WORKER: {"media_path": "/srv/media"}},
+        cluster_extra={"debian": {"artifacts_dir": str(workdir / "artifacts")}})
 
 
 def cue(boxes, box: str, action: str, what: str | None) -> None:
@@ -135,3 +155,121 @@ def test_status_exit_codes_and_json_through_the_cli(daytwo_boxes, inventory, mon
         cue(daytwo_boxes, CONTROL, "certs-expire", None)
     assert expired.exit_code == 1
     assert "PROBLEM: debian: certificates: admin.conf expired on 2026-01-01" in expired.output
+
+
+# -- backup ----------------------------------------------------------------------------------------------------
+
+
+def backups_of(inventory: Path) -> list[Path]:
+    return sorted((inventory.parent / ".vmstation/artifacts/backups/debian").glob("etcd-*.db"))
+
+
+def test_a_backup_is_fetched_0600_and_only_the_newest_are_kept(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.maintenance import take_backup
+
+    taken = []
+    for _ in range(3):
+        result, pruned = take_backup(session(inventory, monkeypatch), keep=2)
+        assert result.exit_code == 0, [(o.phase, o.host, o.status, o.message) for o in result.outcomes]
+        taken.append(backups_of(inventory)[-1])
+        while backups_of(inventory)[-1].name[5:20] == time.strftime("%Y%m%dT%H%M%S", time.gmtime()):
+            time.sleep(0.05)      # the next stamp must name another second
+    kept = backups_of(inventory)
+    assert kept == taken[1:] and len(pruned) == 1
+    for path in kept:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().startswith("stand-in etcd snapshot")
+    on_host = list((daytwo_boxes[CONTROL].root / "var/lib/vmstation/backups").glob("etcd-*.db"))
+    assert len(on_host) == 1 and stat.S_IMODE(on_host[0].stat().st_mode) == 0o600
+    outcome = {(o.phase, o.host): o for o in result.outcomes}
+    assert outcome[("backup.snapshot", SERVER)].steps[0].reason == "not needed (onlyif-check failed)"   # no etcd
+
+
+def test_a_failing_snapshot_fails_the_backup_and_fetches_nothing(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.maintenance import take_backup
+
+    before = backups_of(inventory)
+    cue(daytwo_boxes, CONTROL, "snapshot", "fail")
+    try:
+        result, pruned = take_backup(session(inventory, monkeypatch), keep=2)
+    finally:
+        cue(daytwo_boxes, CONTROL, "snapshot", None)
+    outcome = {(o.phase, o.host): o for o in result.outcomes}
+    assert result.exit_code == 1 and pruned == []
+    assert outcome[("backup.snapshot", CONTROL)].status == "failed"
+    assert "stand-in etcdctl: snapshot fails on cue" in outcome[("backup.snapshot", CONTROL)].message
+    assert outcome[("backup.fetch", CONTROL)].status == "blocked"
+    assert backups_of(inventory) == before
+
+
+# -- certificates ----------------------------------------------------------------------------------------------
+
+
+def test_certs_renew_renews_restarts_the_static_pods_and_fetches_admin_conf_again(daytwo_boxes, inventory,
+                                                                                   monkeypatch):
+    from vmstation.app import run_target
+
+    in_ten_days = time.strftime("%b %d, %Y 00:00 UTC", time.gmtime(time.time() + 86400 * 10))
+    cue(daytwo_boxes, CONTROL, "certs-expire", in_ten_days)
+    soon = homelab_status(session(inventory, monkeypatch))
+    assert soon.clusters[0].certificates == "warn" and soon.healthy
+    result = run_target(session(inventory, monkeypatch), "certs-renew")
+    assert result.exit_code == 0, [(o.phase, o.host, o.status, o.message) for o in result.outcomes]
+    assert "certs-renew all" in calls(daytwo_boxes, CONTROL)
+    manifests = daytwo_boxes[CONTROL].root / "etc/kubernetes/manifests"
+    assert (manifests / "etcd.yaml").exists()                                   # moved away and back
+    assert not (daytwo_boxes[CONTROL].root / "etc/kubernetes/vmstation-manifests-parked").exists()
+    fetched = inventory.parent / ".vmstation/artifacts/debian/admin.conf"
+    assert stat.S_IMODE(fetched.stat().st_mode) == 0o600
+    assert homelab_status(session(inventory, monkeypatch)).clusters[0].certificates == "ok"
+
+
+def test_an_expired_control_plane_is_refused_by_the_deploy(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.app import run_target
+
+    cue(daytwo_boxes, CONTROL, "certs-expire", "Jan 01, 2026 00:00 UTC")
+    try:
+        result = run_target(session(inventory, monkeypatch), "deploy-debian", only=("certs.expiry",))
+    finally:
+        cue(daytwo_boxes, CONTROL, "certs-expire", None)
+    [outcome] = result.outcomes
+    assert outcome.status == "failed" and result.exit_code == 1
+    assert "certificates have expired (admin.conf expired on 2026-01-01" in outcome.message
+
+
+# -- upgrade ---------------------------------------------------------------------------------------------------
+
+
+def test_an_upgrade_that_fails_on_a_worker_stops_there_and_resume_finishes_it(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.maintenance import describe_stop, upgrade
+
+    cue(daytwo_boxes, WORKER, "upgrade-node", "fail")
+    try:
+        stopped = upgrade(session(inventory, monkeypatch), "kubeadm", "1.30.x")
+    finally:
+        cue(daytwo_boxes, WORKER, "upgrade-node", None)
+    assert [(s.from_version, s.to_version) for s in stopped.chain] == [("1.29.15", NEXT)]
+    assert [(p.where, p.result.exit_code) for p in stopped.parts] == [(f"control plane {CONTROL}", 0),
+                                                                      (f"worker {WORKER}", 1)]
+    assert f"upgrade-apply v{NEXT}" in calls(daytwo_boxes, CONTROL)
+    message = describe_stop(stopped, "1.30.x")
+    assert message.startswith(f"stopped at step 1 of 1 (1.29.15 -> {NEXT}), worker {WORKER}: upgrade-debian.workers "
+                              f"@ {WORKER}: run kubeadm upgrade node failed (exit 1): stand-in kubeadm: upgrade-node "
+                              "fails on cue")
+    assert message.endswith("vmstation upgrade debian --to 1.30.x --resume")
+    journal = stopped.parts[-1].result.journal_path
+    assert json.loads(Path(journal).read_text().splitlines()[-1])["status"] == "failed"
+    assert len(backups_of(inventory)) >= 1
+
+    resumed = upgrade(session(inventory, monkeypatch), "kubeadm", "1.30.x", resume=True)
+    assert resumed.exit_code == 0, [(o.phase, o.host, o.status, o.message) for p in resumed.parts
+                                    for o in p.result.outcomes]
+    assert [(s.from_version, s.to_version) for s in resumed.chain] == [("1.29.15", NEXT)]   # the worker's kubelet
+    control = {o.phase: o for o in resumed.parts[0].result.outcomes}
+    assert control["upgrade-debian.control-plane"].changed == 0                  # applied already: not again
+    assert calls(daytwo_boxes, CONTROL).count(f"upgrade-apply v{NEXT}") == 1
+    assert f"uncordon {WORKER}" in calls(daytwo_boxes, CONTROL)
+    assert (daytwo_boxes[CONTROL].root / f"var/lib/vmstation-standin/kubelet-{WORKER}").read_text().strip() == \
+        f"v{NEXT}"
+    again = upgrade(session(inventory, monkeypatch), "kubeadm", "1.30.x")
+    assert again.chain == [] and again.parts == []

@@ -20,7 +20,7 @@ from vmstation import certs, rhel
 from vmstation.context import HostContext
 from vmstation.errors import HostError
 from vmstation.graph import Phase, Target, hosts_with_role
-from vmstation.operations import CHANGE, OK, SKIP, WARN, Command, Operation, Step, wait_until
+from vmstation.operations import CHANGE, OK, SKIP, WARN, Check, Command, Operation, Step, wait_until
 from vmstation.phases import debian
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -80,15 +80,21 @@ def expiry(ctx: HostContext):
 
 def renew(ctx: HostContext):
     yield Renewal()
-    yield wait_until(f"{KUBECTL} get --raw=/readyz", "the API server to answer with its new certificates",
-                     timeout=300)
+    yield _if_there(ADMIN_CONF, wait_until(f"{KUBECTL} get --raw=/readyz",
+                                           "the API server to answer with its new certificates", timeout=300))
 
 
 def rke2_rotate(ctx: HostContext):
     yield Command(certs.rke2_rotate_command(), "rke2 certificate rotate (service stopped, then started)",
                   onlyif=f"[ -e {rhel.RKE2_KUBECONFIG} ]", deadline=600)
-    yield wait_until(f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG} get --raw=/readyz",
-                     "the RKE2 API server to answer", timeout=300)
+    yield _if_there(rhel.RKE2_KUBECONFIG, wait_until(
+        f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG} get --raw=/readyz", "the RKE2 API server to answer",
+        timeout=300))
+
+
+def _if_there(path: str, wait: Check) -> Check:
+    """``wait`` only where there is a cluster to wait for (a host never deployed has nothing to renew)."""
+    return Check(f"if [ -e {path} ]; then {wait.script}; fi", wait.description, deadline=wait.deadline)
 
 
 PHASES = [
