@@ -544,10 +544,15 @@ def _upgrade(session, kind, to, *, plan, resume, keep, verbose) -> int:
     from vmstation.maintenance import describe_stop, upgrade
     from vmstation.report import format_plan, format_summary, progress_for
 
+    from vmstation.errors import HostError
+
     check_options(plan=plan, resume=resume)
     progress = progress_for(sys.stderr)
     try:
         result = upgrade(session, kind, to, plan=plan, resume=resume, listener=progress, keep=keep)
+    except HostError as exc:     # the control plane could not be asked for the cluster's version: nothing changed
+        click.echo(f"vmstation: {exc.host}: cannot read the cluster's version: {exc.message}", err=True)
+        return 1
     finally:
         if progress:
             progress.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmstation import backup
-from vmstation.upgrades import UpgradeStep, kubeadm_chain, rke2_chain
+from vmstation.upgrades import UpgradeStep, kubeadm_chain, resolve, rke2_chain
 
 # The version a kubeadm cluster is at: the lowest of its API server's (the static pod's image tag; kubeadm's own
 # before there is one) and every node's kubelet as the cluster reports it, so that workers a stopped run left
@@ -59,6 +59,7 @@ def upgrade(session, kind: str, to: str, *, plan: bool = False, resume: bool = F
     """Plan the chain from the cluster's version to ``to`` and run (or plan) it step by step."""
     from vmstation.app import load_inventory
 
+    resolve(kind, to)              # a --to that names no version is bad input before any host is asked
     inventory = load_inventory(session)
     cluster = _cluster_of_kind(inventory, kind)
     current = current or cluster_version(session, inventory, cluster)

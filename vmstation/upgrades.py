@@ -39,6 +39,20 @@ def kubeadm_chain(current: str, to: str) -> list[UpgradeStep]:
 
 def rke2_chain(current: str, to: str) -> list[UpgradeStep]:
     """The same for RKE2 releases ("v1.33.13+rke2r2"); a minor alone means its newest release known here."""
+    _check_rke2(to)
+    wanted = _resolve(to, _RKE2, "--to", lambda minor: versions.KUBERNETES_RELEASES[minor].rke2)
+    return _chain(current, wanted, lambda minor: versions.KUBERNETES_RELEASES[minor].rke2)
+
+
+def resolve(kind: str, to: str) -> str:
+    """``--to`` as the exact version it names (bad input if it names none), checked before any host is asked."""
+    if kind == "kubeadm":
+        return _resolve(to, _KUBEADM, "--to", lambda minor: versions.KUBERNETES_RELEASES[minor].patch)
+    _check_rke2(to)
+    return _resolve(to, _RKE2, "--to", lambda minor: versions.KUBERNETES_RELEASES[minor].rke2)
+
+
+def _check_rke2(to: str) -> None:
     match = _RKE2.match(to.strip())
     if not match:
         raise InputError(f"--to {to!r}: expected an RKE2 release such as "
@@ -46,8 +60,6 @@ def rke2_chain(current: str, to: str) -> list[UpgradeStep]:
     if match[3] not in (None, "x") and not match[4]:
         raise InputError(f"--to {to!r}: an RKE2 release names its rke2r revision "
                          f"(v{match[1]}.{match[2]}.{match[3]}+rke2r1), or give the minor alone")
-    wanted = _resolve(to, _RKE2, "--to", lambda minor: versions.KUBERNETES_RELEASES[minor].rke2)
-    return _chain(current, wanted, lambda minor: versions.KUBERNETES_RELEASES[minor].rke2)
 
 
 def minor_of(version: str) -> str:
