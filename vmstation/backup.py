@@ -22,6 +22,8 @@ BACKUP_DIR = "/var/lib/vmstation/backups"             # the host keeps only the 
 ETCD_PKI = "/etc/kubernetes/pki/etcd"
 ETCD_DATA = "/var/lib/etcd"                             # mounted into the etcd static pod from the host
 RKE2_SNAPSHOT_NAME = "vmstation"
+# An RPM install puts rke2 in /usr/bin, the tarball in /usr/local/bin, which sudo's secure_path on RHEL leaves out.
+RKE2_BINARY = "rke2=$(command -v rke2 || echo /usr/local/bin/rke2)"
 RETENTION = 7                                           # snapshots kept per cluster on the operator's machine
 _LOCAL_NAME = re.compile(r"^etcd-\d{8}T\d{6}Z\.db$")
 
@@ -60,7 +62,8 @@ def rke2_snapshot_command(stamp: str) -> str:
         "umask 077",
         f"mkdir -p {BACKUP_DIR}/rke2",
         f"rm -f {BACKUP_DIR}/etcd-*.db {BACKUP_DIR}/rke2/{RKE2_SNAPSHOT_NAME}-*",
-        f"rke2 etcd-snapshot save --dir {BACKUP_DIR}/rke2 --name {RKE2_SNAPSHOT_NAME}",
+        RKE2_BINARY,
+        f"\"$rke2\" etcd-snapshot save --dir {BACKUP_DIR}/rke2 --name {RKE2_SNAPSHOT_NAME}",
         f"newest=$(ls -1t {BACKUP_DIR}/rke2/{RKE2_SNAPSHOT_NAME}-* | head -n 1)",
         "if [ -z \"$newest\" ]; then echo 'rke2 etcd-snapshot save left no file' >&2; exit 1; fi",
         "chmod 0600 \"$newest\"",

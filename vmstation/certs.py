@@ -106,4 +106,6 @@ def restart_static_pods_command(wait_seconds: int = 20) -> str:
 
 def rke2_rotate_command() -> str:
     """RKE2's own rotation: stop the server, ``rke2 certificate rotate``, start it again."""
-    return "systemctl stop rke2-server\nrke2 certificate rotate\nsystemctl start rke2-server"
+    from vmstation.backup import RKE2_BINARY
+
+    return f"{RKE2_BINARY}\nsystemctl stop rke2-server\n\"$rke2\" certificate rotate\nsystemctl start rke2-server"

@@ -37,7 +37,7 @@ def test_the_kubeadm_snapshot_uses_the_static_pods_certificates_and_lands_0600_u
         assert script.count(flag) == 2                    # the host's etcdctl, else the etcd container's
     assert script.startswith("umask 077\n") and "chmod 0600 /var/lib/vmstation/backups/etcd-S.db.part" in script
     assert script.endswith("mv /var/lib/vmstation/backups/etcd-S.db.part /var/lib/vmstation/backups/etcd-S.db")
-    assert "rke2 etcd-snapshot save --dir /var/lib/vmstation/backups/rke2 --name vmstation" in \
+    assert "\"$rke2\" etcd-snapshot save --dir /var/lib/vmstation/backups/rke2 --name vmstation" in \
         backup.rke2_snapshot_command("S")
 
 

@@ -143,3 +143,47 @@ def test_the_check_ahead_of_each_step_accepts_the_minor_before_and_the_step_mino
                       facts_source=lambda: assumed_facts("debian"))
     [skew] = [o for o in debian_upgrade.preflight(ctx) if isinstance(o, Check) and "one minor" in o.description]
     assert "v1.30.*|v1.31.*) ;;" in skew.script
+
+
+# -- RKE2 --------------------------------------------------------------------------------------------------------
+
+
+def rke2_upgrade_plan(inventory, current: str, to: str, tmp_path: Path) -> str:
+    from vmstation.upgrades import rke2_chain
+
+    graph = build_graph()
+    cluster = inventory.cluster("rke2")
+    sections = []
+    for step in rke2_chain(current, to):
+        for where, limit, only in _parts(inventory, cluster, "rke2"):
+            run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", limit=limit,
+                                 upgrade_to=step.to_version, backup_stamp=STAMP)
+            outcomes = []
+            for phase in graph.order("upgrade-rke2", only):
+                for host in (h for h in phase.select(inventory) if h.name in limit):
+                    ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("rhel"))
+                    operations = list(phase.operations(ctx))
+                    steps = decide_steps(operations, [fact_for(o) for o in operations])
+                    outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
+            sections.append(f"##### step {step.number} ({step.from_version} -> {step.to_version}), {where}\n"
+                            + format_plan(outcomes))
+    return "".join(sections).replace(str(tmp_path), "<tmp>")
+
+
+def test_the_rke2_upgrade_goes_server_by_server_then_agents_through_the_install_script(homelab, tmp_path):
+    agent = dataclasses.replace(homelab.host("homelab"), name="rke2agent", address="192.168.4.80", roles=("agent",),
+                                mac="d0:94:66:30:d6:80")
+    inventory = dataclasses.replace(homelab, hosts=homelab.hosts + (agent,))
+    text = rke2_upgrade_plan(inventory, "v1.33.13+rke2r2", "v1.35", tmp_path)
+    path = SNAPSHOTS / "upgrade_rke2_1.33_to_1.35_server_and_agent.txt"
+    if os.environ.get("VMSTATION_UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"plan differs from {path} (VMSTATION_UPDATE_SNAPSHOTS=1 rewrites it)"
+    headers = [line for line in text.splitlines() if line.startswith("#####")]
+    assert headers == [
+        "##### step 1 (v1.33.13+rke2r2 -> v1.34.10+rke2r1), server homelab",
+        "##### step 1 (v1.33.13+rke2r2 -> v1.34.10+rke2r1), agent rke2agent",
+        "##### step 2 (v1.34.10+rke2r1 -> v1.35.7+rke2r1), server homelab",
+        "##### step 2 (v1.34.10+rke2r1 -> v1.35.7+rke2r1), agent rke2agent"]
+    assert "INSTALL_RKE2_VERSION=v1.34.10+rke2r1" in text and "INSTALL_RKE2_VERSION=v1.35.7+rke2r1" in text
+    assert "rke2 etcd-snapshot save to /var/lib/vmstation/backups/etcd-20261128T110000Z.db" in text
