@@ -202,6 +202,20 @@ def test_a_failing_snapshot_fails_the_backup_and_fetches_nothing(daytwo_boxes, i
     assert backups_of(inventory) == before
 
 
+def test_the_rke2_server_is_snapshotted_with_its_own_command_and_fetched_too(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.maintenance import take_backup
+
+    root = daytwo_boxes[SERVER].root
+    shutil.copy2(STANDINS / "rke2", root / "usr/local/bin/rke2")
+    (root / "var/lib/rancher/rke2/server/db/etcd").mkdir(parents=True, exist_ok=True)
+    result, _ = take_backup(session(inventory, monkeypatch), keep=2)
+    assert result.exit_code == 0, [(o.phase, o.host, o.status, o.message) for o in result.outcomes]
+    [fetched] = sorted((inventory.parent / ".vmstation/artifacts/backups/rke2").glob("etcd-*.db"))
+    assert fetched.read_text() == "stand-in rke2 etcd snapshot, not etcd data\n"
+    assert stat.S_IMODE(fetched.stat().st_mode) == 0o600
+    assert calls(daytwo_boxes, SERVER) == ["etcd-snapshot /var/lib/vmstation/backups/rke2/vmstation"]
+
+
 # -- certificates ----------------------------------------------------------------------------------------------
 
 
