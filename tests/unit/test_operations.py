@@ -8,6 +8,7 @@ string of the form the probe prints.
 from __future__ import annotations
 
 import base64
+import json
 import hashlib
 import os
 import shlex
@@ -408,3 +409,23 @@ def test_fetch_transforms_and_writes_locally_0600_then_is_ok(tmp_path):
     assert op.decide(ask(op), NOTHING).status == OK
     local.chmod(0o644)
     assert op.decide(ask(op), NOTHING).status == CHANGE
+
+
+def test_handlers_refer_to_the_operations_they_watch():
+    from vmstation.operations import File, KernelModule, Service, Sysctl
+    config = File("/etc/containerd/config.toml", "x")
+    service = Service("containerd", restart_on=(config,))
+    assert service.restart_on == (config.label,)           # kept as labels: digests and journals read as before
+    step = service.decide("enabled active", frozenset({config.label}))
+    assert step.commands == ("systemctl restart containerd",) and step.reason == f"restart: {config.label} changed"
+    assert Command("true", "after", when_changed=(config,)).when_changed == (config.label,)
+    module = KernelModule("br_netfilter")
+    sysctl = Sysctl("net.bridge.bridge-nf-call-iptables", "1", needs_module=module)
+    assert sysctl.decide("absent", frozenset({module.label})).status == "change"
+
+
+def test_statuses_are_enums_that_read_as_their_words():
+    from vmstation.status import Outcome, StepStatus
+    assert StepStatus.CHANGE == "change" and f"{Outcome.CHANGED}" == "changed"
+    assert Outcome.PLANNED.succeeded and not Outcome.BLOCKED.succeeded and Outcome.BLOCKED.bad
+    assert json.dumps({"status": Outcome.FAILED}) == '{"status": "failed"}'
