@@ -326,10 +326,7 @@ def _config(ctx: HostContext, server_url: str | None = None, token=None):
     kind = node_type(ctx.host)
     extra = {"server_url": server_url, "token": token.reveal()} if token is not None else {}
     text = ctx.render("rke2/config.yaml.j2", os_family=ctx.facts.os_family, role=kind, selinux=_selinux(ctx),
-                      **extra)
-    problems = check_rke2_config(text, role=kind, joining=token is not None)
-    if problems:
-        raise InputError(f"templates/rke2/config.yaml.j2 for {ctx.host.name}: " + "; ".join(problems))
+                      checked_by=lambda text: check_rke2_config(text, role=kind, joining=token is not None), **extra)
     yield Directory("/etc/rancher/rke2")
     # Secret when it holds the token: uploaded as content over SFTP, 0600 root, never diffed or shown.
     config = File(rhel.RKE2_CONFIG, text, mode="0600", secret=token is not None, source="rke2/config.yaml.j2")
@@ -376,10 +373,7 @@ def monitoring(ctx: HostContext):
     """
     kubernetes = ".".join(ctx.cluster.version.lstrip("v").split(".")[:2]) + ".0"
     for template in rhel.RKE2_MONITORING_MANIFESTS:
-        text = ctx.render(template)
-        problems = check_manifests(text, kubernetes_version=kubernetes)
-        if problems:
-            raise InputError(f"templates/{template} for {ctx.host.name}: " + "; ".join(problems))
+        text = ctx.render(template, checked_by=lambda text: check_manifests(text, kubernetes_version=kubernetes))
         name = Path(template).name.removesuffix(".j2")
         yield File(f"{AUTO_DEPLOY_DIR}/vmstation-monitoring-{name}", text, mode="0600", source=template)
     yield wait_until(f"{KUBECTL} -n monitoring rollout status deployment/prometheus --timeout=10s",
