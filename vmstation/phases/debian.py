@@ -432,5 +432,6 @@ PHASES = [
 
 TARGETS = [
     Target("deploy-debian", "the Debian kubeadm cluster with its apps",
-           ("debian.apps", "debian.kubeconfig", "debian.power")),
+           ("debian.apps", "debian.kubeconfig", "debian.power"),
+           command="Deploy the Debian kubeadm cluster: binaries, prep, CNI, init, join, Flannel, Ready, apps."),
 ]

@@ -468,5 +468,6 @@ PHASES = [
 
 TARGETS = [
     Target("deploy-rke2", "the RKE2 cluster on RHEL 10 with its monitoring",
-           ("rke2.artifacts", "rke2.join-artifacts", "rke2.monitoring", "rke2.nodes-ready")),
+           ("rke2.artifacts", "rke2.join-artifacts", "rke2.monitoring", "rke2.nodes-ready"),
+           command="Deploy the RKE2 cluster: RHEL prep, install, configure, start, monitoring, artifacts."),
 ]
