@@ -37,8 +37,8 @@ from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind
 from vmstation.rke2_topology import cluster_token, first_server, first_servers, joining_nodes, node_type
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
-                                  LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
-                                  wait_until)
+                                  LocalFile, LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line,
+                                  local_file, sh, wait_until)
 from vmstation.rke2_checks import check_rke2_config
 from vmstation.values import inside
 
@@ -240,7 +240,7 @@ def _path_profile() -> File:
                 source="rke2 tarball PATH")
 
 
-def airgap_files(ctx: HostContext) -> dict[str, bytes]:
+def airgap_files(ctx: HostContext) -> dict[str, "bytes | LocalFile"]:
     """The air-gap files, every one present and the release files matching sha256sum-amd64.txt, before upload."""
     base = Path(ctx.cluster.artifacts_dir).expanduser()
     missing = [name for name in AIRGAP_FILES if not (base / name).is_file()]
@@ -252,7 +252,7 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
     check_pinned(ctx.host.name, base / "install.sh", files["install.sh"], versions.RKE2_INSTALL_SCRIPTS,
                  "RKE2 install.sh")
     for path in sorted(base.glob("rke2-selinux-*.rpm")):
-        files[path.name] = path.read_bytes()
+        files[path.name] = local_file(path)
         check_pinned(ctx.host.name, path, files[path.name], selinux_rpm_pins(base, path.name), "rke2-selinux RPM",
                      "vmstation/versions.py, or the release's sha256sum-*-noarch.txt in artifacts_dir")
     return files
