@@ -314,3 +314,21 @@ def test_an_operation_declared_on_another_host_runs_there_and_a_handle_carries_a
 
     again = run(graph, RunContext(inventory), options)
     assert [o.status for o in again.outcomes] == ["ok", "ok"], format_summary(again.outcomes)
+
+
+def test_a_large_local_artifact_is_streamed_to_every_host_and_a_second_run_leaves_it(hosts, tmp_path):
+    artifact = tmp_path / "images.tar"
+    artifact.write_bytes(os.urandom(5 << 20) + b"end")
+    content = op.local_file(artifact)                 # one digest for every host of the run
+
+    def operations(ctx):
+        yield op.File(f"{roots[ctx.host.name]}/var/lib/images.tar", content, mode="0600")
+
+    roots = {h.name: h.root for h in hosts}
+    graph = Graph([Phase("big", "a large artifact", all_hosts, operations)], [Target("t", "t", ("big",))])
+    inventory = inventory_of(hosts, tmp_path)
+    first = run_target(graph, inventory, "t", deadline=30)
+    assert [o.status for o in first.outcomes] == ["changed"] * 3, format_summary(first.outcomes)
+    assert all((h.root / "var/lib/images.tar").read_bytes() == artifact.read_bytes() for h in hosts)
+    again = run_target(graph, inventory, "t")
+    assert [o.status for o in again.outcomes] == ["ok"] * 3
