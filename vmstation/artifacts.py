@@ -11,12 +11,14 @@ import hashlib
 from pathlib import Path
 
 from vmstation.errors import InputError, Unsupported
+from vmstation.operations.base import LocalFile, local_file
 
 CHECKSUM_FILES = ("SHA256SUMS", "sha256sum-amd64.txt", "sha256sums.txt")
 
 
-def verified_files(host: str, directory: str | Path, names: list[str], what: str) -> dict[str, bytes]:
-    """The content of ``names`` in ``directory``, each checked against the checksum file there.
+def verified_files(host: str, directory: str | Path, names: list[str], what: str) -> dict[str, LocalFile]:
+    """``names`` in ``directory`` as LocalFiles (streamed on upload), each checked against the checksum file
+    there; each file's digest is computed once per run, for the check, every host and the preflight.
 
     Missing files mean this machine cannot have them: Unsupported (the run stops
     that host's dependent phases and says so). A checksum that does not match is
@@ -30,13 +32,13 @@ def verified_files(host: str, directory: str | Path, names: list[str], what: str
     expected = read_checksums(base)
     contents = {}
     for name in names:
-        data = (base / name).read_bytes()
         want = expected.get(name)
         if want is None:
             raise InputError(f"{base}: no checksum for {name} in {' or '.join(CHECKSUM_FILES)}")
-        if hashlib.sha256(data).hexdigest() != want:
+        content = local_file(base / name)
+        if content.sha256 != want:
             raise InputError(f"{base / name}: sha256 does not match the checksum file: refusing to install it")
-        contents[name] = data
+        contents[name] = content
     return contents
 
 
@@ -54,14 +56,14 @@ def read_checksums(directory: Path) -> dict[str, str]:
     return {}
 
 
-def check_pinned(host: str, path: Path, data: bytes, pins: dict[str, str], what: str,
+def check_pinned(host: str, path: Path, data: "bytes | LocalFile", pins: dict[str, str], what: str,
                  where: str = "vmstation/versions.py") -> None:
     """``data`` must have a sha256 listed in ``pins`` (digest -> source, from versions.py); else InputError.
 
     Used for files the release's checksum file does not cover (install.sh) or that come from elsewhere
     (the rke2-selinux RPM): the pin says this is the file upstream published.
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = data.sha256 if isinstance(data, LocalFile) else hashlib.sha256(data).hexdigest()
     if digest not in pins:
         raise InputError(f"{path}: sha256 {digest} is not a pinned {what} ({where}); "
                          f"refusing to install it on {host}")

@@ -86,7 +86,32 @@ def _session(inventory_path, vault_password_file=None, trust_new_host_keys=False
                                     trust_new_host_keys=trust_new_host_keys, ssh_config=ssh_config)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class WithTargetCommands(click.Group):
+    """The commands written in this module, plus one per target that asks for one (``Target.command``), made
+    from the phase registry the first time the commands are listed or one of them is asked for: start-up still
+    imports click only, and a new target's module is the one place that gives it a command and a fab task."""
+
+    def list_commands(self, ctx) -> list[str]:
+        self._add_target_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name: str):
+        if name not in self.commands:
+            self._add_target_commands()
+        return super().get_command(ctx, name)
+
+    def _add_target_commands(self) -> None:
+        if getattr(self, "_targets_added", False):
+            return
+        self._targets_added = True
+        from vmstation.targets import build_graph
+
+        for target in build_graph().targets.values():
+            if target.command and target.name not in self.commands:
+                self.add_command(target_command(target.name, target.command), target.name)
+
+
+@click.group(cls=WithTargetCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmstation")
 def main():
     """Build and run a two-cluster Kubernetes homelab over SSH: plan it, deploy it, sleep and wake it."""
@@ -95,7 +120,8 @@ def main():
 # -- deploy targets ------------------------------------------------------------------------------
 
 
-def target_command(name: str, target: str, help_text: str):
+def target_command(target: str, help_text: str) -> click.Command:
+    """``vmstation TARGET``: run (or --plan) the target, with every target option."""
     def command(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose, plan, show_diff,
                 only, start_from, skip, limit, resume, forks, as_json):
         session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
@@ -105,13 +131,7 @@ def target_command(name: str, target: str, help_text: str):
     command = reports_input_errors(command)
     for option in reversed(TARGET_OPTIONS.values()):
         command = option(command)
-    return main.command(name)(common_options(command))
-
-
-target_command("deploy-debian", "deploy-debian",
-               "Deploy the Debian kubeadm cluster: binaries, prep, CNI, init, join, Flannel, Ready, apps.")
-target_command("deploy-rke2", "deploy-rke2",
-               "Deploy the RKE2 cluster: RHEL prep, install, configure, start, monitoring, artifacts.")
+    return click.command(target)(common_options(command))
 
 PLAN_OPTIONS = [option for name, option in TARGET_OPTIONS.items() if name not in ("plan", "resume", "forks")]
 

@@ -172,15 +172,33 @@ class HostContext:
             self._facts = self._facts_source()
         return self._facts
 
+    def assumed(self, value, why: str):
+        """A fact an earlier phase of the same run makes (containerd's version once it is installed): a plan or
+        a render goes on assuming ``value``; applying without it is Unsupported (``why``) on this host."""
+        if self.run.plan or self.run.offline:
+            return value
+        from vmstation.errors import Unsupported
+
+        raise Unsupported(self.host.name, why)
+
     def read(self, handle: "ReadFrom"):
         """Data another host produces for this one (a join command, a token): see vmstation.handles."""
         return self.run.read(handle, self)
 
-    def render(self, template: str, **extra) -> str:
+    def render(self, template: str, checked_by: Callable[[str], list[str]] | None = None, **extra) -> str:
+        """``template`` rendered for this host; ``checked_by``: the checker of its format (kubeadm's fields,
+        containerd's sections, Kubernetes schemas, RKE2's keys), whose problems are bad input naming the
+        template and the host, raised while the phase describes, so preflight stops before any host."""
         from vmstation.templates import render
 
-        return render(template, host=self.host, cluster=self.cluster, inventory=self.inventory,
+        text = render(template, host=self.host, cluster=self.cluster, inventory=self.inventory,
                       versions=versions.as_dict(), **extra)
+        problems = checked_by(text) if checked_by else []
+        if problems:
+            from vmstation.errors import InputError
+
+            raise InputError(f"templates/{template} for {self.host.name}: " + "; ".join(problems))
+        return text
 
     def hosts_with_role(self, role: str) -> tuple[Host, ...]:
         return tuple(h for h in self.inventory.hosts_of(self.host.cluster) if h.has_role(role))

@@ -41,6 +41,7 @@ from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
 from vmstation.operations import CHANGE, SKIP, On, Operation, Step
+from vmstation.operations.base import size_of
 from vmstation.status import Outcome
 
 
@@ -384,7 +385,7 @@ def _script_deadline(steps: list[Step], ctx: HostContext) -> float:
     """The whole placing script's deadline: every command's own, the lock wait and some slack."""
     default = _step_deadline(ctx)
     commands = sum((s.deadline or default) + 5 for s in steps for _ in s.commands)
-    return commands + LOCK_WAIT + 60 + sum(len(u.content) for s in steps for u in s.uploads) / 1e6
+    return commands + LOCK_WAIT + 60 + sum(size_of(u.content) for s in steps for u in s.uploads) / 1e6
 
 
 def _step_deadline(ctx: HostContext) -> float:

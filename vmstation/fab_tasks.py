@@ -20,7 +20,8 @@ from vmstation.cli import main
 def build_namespace(group: click.Group = main) -> Collection:
     """A Collection with one task per command of ``group`` and one sub-collection per sub-group."""
     namespace = Collection()
-    for name, command in group.commands.items():
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
         if isinstance(command, click.Group):
             namespace.add_collection(build_namespace(command), name=name)
         else:

@@ -38,6 +38,7 @@ class Target:
     name: str
     description: str
     ends_with: tuple[str, ...]
+    command: str = ""           # the help of its own CLI command and fab task (``vmstation NAME``); "": none
 
 
 class Graph:

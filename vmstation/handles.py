@@ -24,18 +24,18 @@ if TYPE_CHECKING:
     from vmstation.inventory import Host
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)      # a handle is itself: compared and hashed by identity
 class Handle:
     name: str                       # what error messages and plans call it
     secret: bool = False            # masked (``Secret``), never shown, redacted from every output
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Capture(Handle):
     """What a Check printed, kept under this handle (stripped of surrounding whitespace)."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ReadFrom(Handle):
     """A value another host of the run produces: ``parse(output of script on source)``, None when absent."""
 

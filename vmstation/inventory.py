@@ -452,8 +452,7 @@ def _check_secret_references(inventory: Inventory) -> None:
 
 
 def _endpoint_of(host: Host) -> str:
-    address = ipaddress.ip_address(host.address)
-    return f"[{address}]:6443" if address.version == 6 else f"{address}:6443"
+    return f"{_values.url_host(str(ipaddress.ip_address(host.address)))}:6443"
 
 
 # --- keys, types and single values ------------------------------------------

@@ -17,8 +17,9 @@ from vmstation.operations import File
 from vmstation.values import inside, output_directory
 
 ASSUMED = {
+    # containerd not installed yet: debian.containerd-config assumes what debian.containerd installs
     "debian": dict(os_release={"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
-                   containerd_version="1.6.20"),
+                   containerd_version=None),
     "rhel": dict(os_release={"ID": "rhel", "ID_LIKE": "fedora", "VERSION_ID": "10.0",
                              "PRETTY_NAME": "Red Hat Enterprise Linux 10.0"}, containerd_version=None),
 }

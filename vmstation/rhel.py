@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from vmstation import versions
 from vmstation.errors import InputError
+from vmstation.values import url_host
 from vmstation.facts import os_family, parse_os_release  # noqa: F401  (re-exported: one parser, one rule)
 
 RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
@@ -146,22 +147,6 @@ def parse_rke2_version(version: str) -> tuple[int, int, int, int]:
 # ---------------------------------------------------------------------------
 
 
-def rhel_packages(os_release: dict[str, str], kernel_release: str | None = None) -> tuple[str, ...]:
-    """Packages to install from the OS repositories before RKE2.
-
-    rke2-selinux is not here: it comes from the Rancher RPM repository that the install script writes
-    (/etc/yum.repos.d/rancher-rke2.repo) as a dependency of rke2-server. Air-gapped, install it from
-    the artifacts directory with ``local_rpm_install_command``. No iptables package: RKE2's components
-    bring their own. RHEL 10 moved modules Canal needs (xt_* matches, vxlan helpers) to
-    kernel-modules-extra; pinned to the running kernel when ``kernel_release`` (``uname -r``) is known,
-    so they load without a reboot.
-    """
-    packages = ["container-selinux"]
-    if (major_version(os_release) or 0) >= 10:
-        packages.append(f"kernel-modules-extra-{kernel_release}" if kernel_release else "kernel-modules-extra")
-    return tuple(packages)
-
-
 def dnf_install_command(packages: tuple[str, ...] | list[str]) -> str:
     """``dnf install -y`` of ``packages`` (already installed ones are a no-op for dnf)."""
     if not packages:
@@ -210,39 +195,9 @@ def firewall_ports_query(zone: str | None = None) -> str:
     return "firewall-cmd --permanent" + (f" --zone={shlex.quote(zone)}" if zone else "") + " --list-ports"
 
 
-def missing_firewall_ports(listed: str) -> tuple[str, ...]:
-    """FIREWALLD_PORTS not in the output of ``firewall_ports_query``: () means nothing to do."""
-    open_ports = set(listed.split())
-    return tuple(port for port in FIREWALLD_PORTS if port not in open_ports)
-
-
 # ---------------------------------------------------------------------------
 # Wake-on-LAN, persistent through NetworkManager (no dispatcher script, no ethtool at boot)
 # ---------------------------------------------------------------------------
-
-
-def default_interface_query() -> str:
-    """The fact used when the inventory names no interface: the IPv4 default route."""
-    return "ip -o -4 route show default"
-
-
-def parse_default_interface(text: str) -> str | None:
-    """The ``dev`` of the first default route (``default via 192.0.2.1 dev eno1 proto dhcp ...``)."""
-    for line in text.splitlines():
-        words = line.split()
-        if words[:1] == ["default"] and "dev" in words[:-1]:
-            return words[words.index("dev") + 1]
-    return None
-
-
-def nm_connection_query(interface: str) -> str:
-    """The fact: the name of the NetworkManager connection active on ``interface``."""
-    return f"nmcli -g GENERAL.CONNECTION device show {shlex.quote(interface)}"
-
-
-def wol_query(connection: str) -> str:
-    """The fact: the connection's wake-on-lan setting ("magic" once armed)."""
-    return f"nmcli -g 802-3-ethernet.wake-on-lan connection show {shlex.quote(connection)}"
 
 
 def wol_persist_command(connection: str) -> str:
@@ -399,12 +354,11 @@ def _env_words(env: dict[str, str]) -> str:
 def host_in_url(address: str) -> str:
     """``address`` as the host part of a URL (IPv6 in brackets); InputError when it is neither IP nor name."""
     try:
-        ip = ipaddress.ip_address(address)
+        ipaddress.ip_address(address)
     except ValueError:
         if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", address):
             raise InputError(f"address {address!r} is neither an IP address nor a host name") from None
-        return address
-    return f"[{ip}]" if ip.version == 6 else str(ip)
+    return url_host(address)
 
 
 def _first_line(exc: Exception) -> str:

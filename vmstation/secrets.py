@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vmstation import vault
+from vmstation.atomic import write_atomically
 from vmstation.errors import SecretError
 from vmstation.inventory import SECRET_REFERENCE, Inventory
 
@@ -297,19 +298,9 @@ def _run_editor(command: list[str], plain: Path, path: Path) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write a temporary file beside ``path`` and rename it over: readers see old or new, never half."""
+    """The vault written through vmstation.atomic (old or new, never half), keeping its mode (new: 0600)."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("ascii"), mode)
 
 
 def _memory_dir() -> str | None:

@@ -296,10 +296,16 @@ class HostConnection:
             sftp.mkdir(path, 0o700)
             return sftp.normalize(path)
 
-    def upload(self, content: bytes, remote_path: str) -> None:
+    def upload(self, content, remote_path: str) -> None:
+        """``content``: bytes, or a LocalFile streamed in 1 MiB chunks (never read whole)."""
         with _session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
             handle.set_pipelined(True)
-            handle.write(content)
+            if isinstance(content, (bytes, bytearray)):
+                handle.write(content)
+                return
+            with content.open() as source:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    handle.write(chunk)
 
     def abort(self) -> None:
         """Cut the connection now (an interrupt): every command in flight ends with a ConnectError."""

@@ -27,6 +27,15 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
+def url_host(address: str) -> str:
+    """``address`` as the host part of a URL or ``host:port``: an IPv6 literal in brackets, anything else as it
+    is. The one address formatter (server URLs, scrape targets, endpoints, proxies)."""
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return address
+
+
 # --- apt_proxy: http(s)://host[:port][/] --------------------------------------------------------
 
 
@@ -41,7 +50,7 @@ class ProxyUrl:
     @property
     def url(self) -> str:
         """Rebuilt from the parts only: nothing of the original string but what the grammar allowed."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = url_host(self.host)
         port = f":{self.port}" if self.port is not None else ""
         return f"{self.scheme}://{host}{port}"
 

@@ -181,3 +181,11 @@ RKE2_INSTALL_SCRIPTS = {
 # .github/workflows/release.yml) and on rpm.rancher.io. No digest could be read from here, so the table starts
 # empty; until a digest is pinned here, an RPM in artifacts_dir must be listed in that checksum file.
 RKE2_SELINUX_RPMS: dict[str, str] = {}
+
+# cert-manager (the architecture's "Future: TLS with cert-manager"): the release's static manifest, which carries
+# its CRDs with their OpenAPI schemas. v1.14.5 is the release cert-manager.io/docs/installation names for the
+# default static install (`kubectl apply -f .../releases/download/v1.14.5/cert-manager.yaml`), released
+# 2024-04-25 (endoflife.date/cert-manager). Its compatibility with Kubernetes 1.29 is not verified here.
+CERT_MANAGER = "v1.14.5"
+CERT_MANAGER_MANIFEST_URL = (f"https://github.com/cert-manager/cert-manager/releases/download/{CERT_MANAGER}/"
+                             "cert-manager.yaml")

@@ -266,3 +266,69 @@ def _stop_when_staged(hosts, index: int, size: int) -> None:
 def _in_namespace(netns: str, command: str) -> str:
     return subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True,
                           check=True, timeout=30).stdout.strip()
+
+
+# -- one host acting for another: On(...) and a ReadFrom handle -------------------------------------------
+
+
+def test_an_operation_declared_on_another_host_runs_there_and_a_handle_carries_a_masked_value(hosts, tmp_path):
+    """Two hosts each declare a step on the first host (where it runs, in plan and apply: its own address is
+    seen there) and read a secret the first host holds, through a typed handle: masked, redacted, delivered."""
+    from vmstation.handles import Capture, ReadFrom
+
+    inventory = inventory_of(hosts, tmp_path)
+    first, others = hosts[0], list(hosts)[1:]
+    (first.root / "secret").write_text("s3cr3t-value-from-the-first-host\n")
+    secret = ReadFrom("the first host's secret", secret=True, source=lambda ctx: inventory.hosts[0],
+                      script=op.sh("cat -- {}\n", f"{first.root}/secret"), parse=lambda out: out.strip() or None,
+                      placeholder="(placeholder)")
+    where = Capture("where")
+    log = first.root / "acted-for.log"
+    roots = {h.name: h.root for h in hosts}
+
+    def operations(ctx):
+        acted = op.sh("ip -4 -o addr show | grep -qF {} && echo {} >> {}", f" {first.address}/", ctx.host.name, log)
+        yield op.On(inventory.hosts[0], op.Command(acted, f"note {ctx.host.name} on the first host",
+                                                   unless=op.sh("grep -qx {} {}", ctx.host.name, log)))
+        value = ctx.read(secret)
+        assert repr(value) == "***"       # masked wherever it is printed
+        yield op.File(f"{roots[ctx.host.name]}/delivered", value.reveal() + "\n", mode="0600", secret=True)
+        yield op.Check("ip -4 -o addr show | grep -c ' 10.77.5.'", "where am I", capture=where)
+
+    graph = Graph([Phase("handoff", "act on the first host", lambda inv: inv.hosts[1:], operations)],
+                  [Target("t", "t", ("handoff",))])
+    options = RunOptions("t", ssh=SshOptions(known_hosts=inventory.known_hosts, deadline=10))
+    planned = run(graph, RunContext(inventory, plan=True), RunOptions("t", plan=True, ssh=options.ssh))
+    labels = [s.label for o in planned.outcomes for s in o.steps]
+    assert f"run note {others[0].name} on the first host (on {first.name})" in labels
+    assert not log.exists()                                        # a plan asks there, changes nothing
+
+    run_ctx = RunContext(inventory)
+    result = run(graph, run_ctx, options)
+    assert [o.status for o in result.outcomes] == ["changed", "changed"], format_summary(result.outcomes)
+    assert sorted(log.read_text().split()) == sorted(h.name for h in others)   # ran where the first host's address is
+    for host in others:
+        assert (host.root / "delivered").read_text() == "s3cr3t-value-from-the-first-host\n"
+    assert run_ctx.redact("leaked: s3cr3t-value-from-the-first-host") == "leaked: ***"
+    assert run_ctx.captured(where) == "1"
+
+    again = run(graph, RunContext(inventory), options)
+    assert [o.status for o in again.outcomes] == ["ok", "ok"], format_summary(again.outcomes)
+
+
+def test_a_large_local_artifact_is_streamed_to_every_host_and_a_second_run_leaves_it(hosts, tmp_path):
+    artifact = tmp_path / "images.tar"
+    artifact.write_bytes(os.urandom(5 << 20) + b"end")
+    content = op.local_file(artifact)                 # one digest for every host of the run
+
+    def operations(ctx):
+        yield op.File(f"{roots[ctx.host.name]}/var/lib/images.tar", content, mode="0600")
+
+    roots = {h.name: h.root for h in hosts}
+    graph = Graph([Phase("big", "a large artifact", all_hosts, operations)], [Target("t", "t", ("big",))])
+    inventory = inventory_of(hosts, tmp_path)
+    first = run_target(graph, inventory, "t", deadline=30)
+    assert [o.status for o in first.outcomes] == ["changed"] * 3, format_summary(first.outcomes)
+    assert all((h.root / "var/lib/images.tar").read_bytes() == artifact.read_bytes() for h in hosts)
+    again = run_target(graph, inventory, "t")
+    assert [o.status for o in again.outcomes] == ["ok"] * 3

@@ -8,6 +8,7 @@ string of the form the probe prints.
 from __future__ import annotations
 
 import base64
+import json
 import hashlib
 import os
 import shlex
@@ -408,3 +409,42 @@ def test_fetch_transforms_and_writes_locally_0600_then_is_ok(tmp_path):
     assert op.decide(ask(op), NOTHING).status == OK
     local.chmod(0o644)
     assert op.decide(ask(op), NOTHING).status == CHANGE
+
+
+def test_handlers_refer_to_the_operations_they_watch():
+    from vmstation.operations import File, KernelModule, Service, Sysctl
+    config = File("/etc/containerd/config.toml", "x")
+    service = Service("containerd", restart_on=(config,))
+    assert service.restart_on == (config.label,)           # kept as labels: digests and journals read as before
+    step = service.decide("enabled active", frozenset({config.label}))
+    assert step.commands == ("systemctl restart containerd",) and step.reason == f"restart: {config.label} changed"
+    assert Command("true", "after", when_changed=(config,)).when_changed == (config.label,)
+    module = KernelModule("br_netfilter")
+    sysctl = Sysctl("net.bridge.bridge-nf-call-iptables", "1", needs_module=module)
+    assert sysctl.decide("absent", frozenset({module.label})).status == "change"
+
+
+def test_statuses_are_enums_that_read_as_their_words():
+    from vmstation.status import Outcome, StepStatus
+    assert StepStatus.CHANGE == "change" and f"{Outcome.CHANGED}" == "changed"
+    assert Outcome.PLANNED.succeeded and not Outcome.BLOCKED.succeeded and Outcome.BLOCKED.bad
+    assert json.dumps({"status": Outcome.FAILED}) == '{"status": "failed"}'
+
+
+def test_a_local_file_is_hashed_once_per_run_streamed_and_seen_changed(tmp_path, monkeypatch):
+    from vmstation.operations import File, local_file
+    from vmstation.operations import base
+
+    artifact = tmp_path / "images.tar.zst"
+    artifact.write_bytes(b"x" * (3 << 20))
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    base._sha256_of.cache_clear()
+    first, second = local_file(artifact), local_file(artifact)      # two hosts, the preflight: one digest
+    assert first == second and opened.count(str(artifact)) == 1
+    assert first.sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest() and first.size == 3 << 20
+    step = File("/var/lib/rke2/images.tar.zst", first).decide("absent\n", frozenset())
+    assert step.uploads[0].content is first and "3145728 bytes" in step.diff
+    artifact.write_bytes(b"y" * 10)                                 # a new file: a new digest (--resume sees it)
+    assert local_file(artifact).sha256 != first.sha256

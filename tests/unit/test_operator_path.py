@@ -177,7 +177,7 @@ def test_environment_sets_the_options_people_set_once(tmp_path, good_inventory):
     assert result.returncode == 0, result.stderr
     from vmstation.cli import main
 
-    trust = next(p for p in main.commands["deploy-debian"].params if p.name == "trust_new_host_keys")
+    trust = next(p for p in main.get_command(None, "deploy-debian").params if p.name == "trust_new_host_keys")
     assert trust.envvar == "VMSTATION_TRUST_NEW_HOST_KEYS"
 
 
@@ -185,7 +185,8 @@ def test_environment_sets_the_options_people_set_once(tmp_path, good_inventory):
 
 
 def commands_of(group: click.Group, path=()):
-    for name, command in group.commands.items():
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
         if isinstance(command, click.Group):
             yield from commands_of(command, path + (name,))
         else:

@@ -150,3 +150,9 @@ def test_input_files_must_be_regular(tmp_path):
     with pytest.raises(InputError, match="larger than"):
         values.read_input_file(tmp_path / "big", limit=10)
     assert values.read_input_file(tmp_path / "big", limit=11) == b"x" * 11
+
+
+def test_one_address_formatter_brackets_ipv6_only():
+    from vmstation.values import url_host
+    assert [url_host(a) for a in ("192.0.2.1", "2001:db8::1", "masternode")] == ["192.0.2.1", "[2001:db8::1]",
+                                                                                  "masternode"]

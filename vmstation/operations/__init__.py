@@ -12,13 +12,13 @@ done), "check" (runs every time but changes nothing: waits, captures) or "warn"
 (a preflight warning the operator must see; nothing runs).
 """
 
-from vmstation.operations.base import (CHANGE, CHECK, OK, SKIP, WARN, LocalWrite, On, Operation, Step, Upload,
-                                       label_of, labels_of, sh)
+from vmstation.operations.base import (CHANGE, CHECK, OK, SKIP, WARN, LocalFile, LocalWrite, On, Operation, Step,
+                                       Upload, label_of, labels_of, local_file, sh)
 from vmstation.operations.commands import Check, Command, Notice, wait_until
 from vmstation.operations.files import Directory, Edit, Fetch, File, FileState, line, parse_stat
 from vmstation.operations.system import FEATURE_PROBES, KernelModule, Package, Service, Sysctl
 
-__all__ = ["CHANGE", "CHECK", "OK", "SKIP", "WARN", "LocalWrite", "On", "Operation", "Step", "Upload", "sh",
-           "label_of", "labels_of",
+__all__ = ["CHANGE", "CHECK", "OK", "SKIP", "WARN", "LocalFile", "LocalWrite", "On", "local_file", "Operation",
+           "Step", "Upload", "sh", "label_of", "labels_of",
            "Check", "Command", "Notice", "wait_until", "Directory", "Edit", "Fetch", "File", "FileState", "line",
            "parse_stat", "FEATURE_PROBES", "KernelModule", "Package", "Service", "Sysctl"]

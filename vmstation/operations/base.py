@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import shlex
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,9 +19,50 @@ def sh(template: str, *args) -> str:
 
 
 @dataclass(frozen=True)
+class LocalFile:
+    """A file on the operator's machine as a File's content (an air-gapped binary, the RKE2 image tarball):
+    streamed to each host, never read whole; its sha256 is computed once per run and shared by every host and
+    by the preflight (``local_file``). A changed file is a new digest, so --resume sees the change."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def open(self):
+        return open(self.path, "rb")
+
+    def read(self) -> bytes:
+        """The whole content: only for `vmstation render`, which writes it out."""
+        with self.open() as handle:
+            return handle.read()
+
+
+def local_file(path) -> LocalFile:
+    """``path`` as a LocalFile, its digest computed once per (path, size, modification time) in this process."""
+    import os
+
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    return LocalFile(str(path), stat.st_size, _sha256_of(real, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_of(content: "bytes | LocalFile") -> int:
+    return content.size if isinstance(content, LocalFile) else len(content)
+
+
+@dataclass(frozen=True)
 class Upload:
     path: str
-    content: bytes
+    content: "bytes | LocalFile"
     mode: str = "0644"
     owner: str = "root"
     group: str = "root"

@@ -9,14 +9,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from vmstation.operations.base import CHANGE, OK, SKIP, LocalWrite, Operation, Step, Upload, sh
+from vmstation.operations.base import CHANGE, OK, SKIP, LocalFile, LocalWrite, Operation, Step, Upload, sh
 
 @dataclass(frozen=True)
 class File(Operation):
     """A whole file with this content, mode and owner. Written atomically."""
 
     path: str
-    content: str | bytes
+    content: str | bytes | LocalFile     # a LocalFile is streamed, its digest computed once per run
     mode: str = "0644"
     owner: str = "root"
     group: str = "root"
@@ -29,20 +29,33 @@ class File(Operation):
 
     @property
     def data(self) -> bytes:
+        """The whole content (a LocalFile is read: only `vmstation render` asks for it)."""
+        if isinstance(self.content, LocalFile):
+            return self.content.read()
         return self.content.encode() if isinstance(self.content, str) else self.content
+
+    @property
+    def _payload(self) -> "bytes | LocalFile":
+        return self.content if isinstance(self.content, LocalFile) else self.data
+
+    @property
+    def sha256(self) -> str:
+        if isinstance(self.content, LocalFile):
+            return self.content.sha256
+        return hashlib.sha256(self.data).hexdigest()
 
     def probe(self, detail: bool) -> str:
         return _stat_probe(self.path, with_content=detail and not self.secret)
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         current = parse_stat(fact)
-        upload = Upload(self.path, self.data, self.mode, self.owner, self.group)
+        upload = Upload(self.path, self._payload, self.mode, self.owner, self.group)
         if current is None:
             return Step(self.label, CHANGE, "absent", uploads=(upload,), secret=self.secret,
-                        diff=_diff(self.path, None, self.data, self.secret))
-        if current.sha256 != hashlib.sha256(self.data).hexdigest():
+                        diff=_diff(self.path, None, self._payload, self.secret))
+        if current.sha256 != self.sha256:
             return Step(self.label, CHANGE, "content differs", uploads=(upload,), secret=self.secret,
-                        diff=_diff(self.path, current.content, self.data, self.secret))
+                        diff=_diff(self.path, current.content, self._payload, self.secret))
         fixes = _attribute_fixes(self.path, current, self.mode, self.owner, self.group)
         if fixes:
             return Step(self.label, CHANGE, "mode or owner differs", commands=fixes)
@@ -182,9 +195,11 @@ def _attribute_fixes(path: str, current: FileState, mode: str, owner: str, group
 DIFF_LIMIT = 256 * 1024   # larger files (binaries from an artifacts dir) are described, not diffed
 
 
-def _diff(path: str, old: bytes | None, new: bytes, secret: bool) -> str:
+def _diff(path: str, old: bytes | None, new: "bytes | LocalFile", secret: bool) -> str:
     if secret:
         return f"(secret content of {path} not shown)\n"
+    if isinstance(new, LocalFile):
+        return f"(binary or large content of {path}: {new.size} bytes, sha256 {new.sha256})\n"
     if len(new) > DIFF_LIMIT or (old and len(old) > DIFF_LIMIT) or b"\0" in new[:8192]:
         return f"(binary or large content of {path}: {len(new)} bytes, sha256 {hashlib.sha256(new).hexdigest()})\n"
     if old is None and path:

@@ -19,6 +19,7 @@ stops with Unsupported and the phases that need it are reported as blocked.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from vmstation import support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
-from vmstation.errors import HostError, InputError, InventoryError, Unsupported
+from vmstation.errors import HostError, InventoryError, Unsupported
 from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.handles import ReadFrom
@@ -47,6 +48,8 @@ APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki
 READY_COLUMNS = ('{range .items[*]}{.metadata.name}{" Ready="}{.status.conditions[?(@.type=="Ready")].status}'
                  '{" "}{.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}')
 PLAN_JOIN = {"token": Secret("planpl.aceholder0000000"), "ca_cert_hash": "sha256:" + "0" * 64}
+
+KUBERNETES_SCHEMAS = functools.partial(check_manifests, kubernetes_version="1.29.0")
 
 kubeadm_hosts = hosts_of_kind("kubeadm")
 control_planes = hosts_with_role("kubeadm", "control-plane")
@@ -127,20 +130,17 @@ def containerd(ctx: HostContext):
 
 def containerd_config(ctx: HostContext):
     installed = ctx.facts.containerd_version
-    if installed is None and not ctx.plan:
-        raise Unsupported(ctx.host.name, "containerd is not installed, so its config version cannot be chosen")
-    if installed and not ctx.run.offline:     # offline, the facts are assumed: containerd() judged the source
+    if installed:
         warning = containerd_version_warning(installed, ctx.cluster.version)
         if warning and not ctx.cluster.accept_old_containerd:
             raise HostError(ctx.host.name, f"{warning}; or accept it with accept_old_containerd = true")
         if warning:
             yield Notice(f"{warning} (accepted: accept_old_containerd = true)")
-    installed = installed or versions.DEBIAN12_CONTAINERD
+    installed = installed or ctx.assumed(versions.DEBIAN12_CONTAINERD, "containerd is not installed, so its "
+                                                                       "config version cannot be chosen")
     config_version = 3 if int(installed.split(".")[0]) >= 2 else 2
-    text = ctx.render("containerd/config.toml.j2", containerd_config_version=config_version)
-    problems = check_containerd_config(text, config_version)
-    if problems:
-        raise InputError(f"templates/containerd/config.toml.j2 for {ctx.host.name}: " + "; ".join(problems))
+    text = ctx.render("containerd/config.toml.j2", containerd_config_version=config_version,
+                      checked_by=lambda text: check_containerd_config(text, config_version))
     config = File("/etc/containerd/config.toml", text, source="containerd/config.toml.j2")
     yield config
     yield Service("containerd", restart_on=(config,))
@@ -276,15 +276,10 @@ def _kube_binaries_from_apt(ctx: HostContext):
 
 
 def _kube_binaries_from_artifacts(ctx: HostContext):
-    try:
-        files = verified_files(ctx.host.name, _artifacts(ctx, "kubernetes"), list(KUBE_BINARIES),
-                               f"Kubernetes {versions.KUBERNETES} binaries")
-    except Unsupported as exc:
-        if not ctx.plan:
-            raise
-        yield Notice(f"cannot run here: {exc.message}")   # the plan goes on to show the later phases
-    else:
-        yield from (File(f"/usr/local/bin/{name}", files[name], mode="0755") for name in KUBE_BINARIES)
+    # Unsupported where they are missing: a plan shows that and goes on to the later phases (the runner's rule)
+    files = verified_files(ctx.host.name, _artifacts(ctx, "kubernetes"), list(KUBE_BINARIES),
+                           f"Kubernetes {versions.KUBERNETES} binaries")
+    yield from (File(f"/usr/local/bin/{name}", files[name], mode="0755") for name in KUBE_BINARIES)
     unit = File("/etc/systemd/system/kubelet.service", ctx.render("kubernetes/kubelet.service.j2"))
     dropin = File("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", ctx.render("kubernetes/10-kubeadm.conf.j2"))
     yield unit
@@ -297,10 +292,7 @@ def _kube_binaries_from_artifacts(ctx: HostContext):
 
 
 def kubeadm_config(ctx: HostContext):
-    text = ctx.render("kubeadm/init.yaml.j2")
-    problems = check_kubeadm_config(text)
-    if problems:
-        raise InputError("templates/kubeadm/init.yaml.j2 for " + ctx.host.name + ": " + "; ".join(problems))
+    text = ctx.render("kubeadm/init.yaml.j2", checked_by=check_kubeadm_config)
     yield File("/etc/kubernetes/kubeadm-init.yaml", text, mode="0600", source="kubeadm/init.yaml.j2")
 
 
@@ -318,10 +310,8 @@ def worker_join(ctx: HostContext):
     if ctx.facts.exists(KUBELET_CONF):
         return  # joined already: nothing to ask the control plane for
     join = ctx.read(JOIN_COMMAND)
-    text = ctx.render("kubeadm/join.yaml.j2", join={**join, "token": join["token"].reveal()})
-    problems = check_kubeadm_config(text)
-    if problems:
-        raise InputError("templates/kubeadm/join.yaml.j2 for " + ctx.host.name + ": " + "; ".join(problems))
+    text = ctx.render("kubeadm/join.yaml.j2", join={**join, "token": join["token"].reveal()},
+                      checked_by=check_kubeadm_config)
     config = File("/etc/kubernetes/kubeadm-join.yaml", text, mode="0600", secret=True, source="kubeadm/join.yaml.j2")
     yield config
     yield Command("kubeadm join --config /etc/kubernetes/kubeadm-join.yaml && rm -f /etc/kubernetes/kubeadm-join.yaml",
@@ -351,7 +341,7 @@ JOIN_COMMAND = ReadFrom("the kubeadm join command", secret=True,
 
 
 def flannel(ctx: HostContext):
-    yield from _applied(ctx, "flannel", ctx.render("flannel/kube-flannel.yaml.j2"))
+    yield from _applied(ctx, "flannel", "flannel/kube-flannel.yaml.j2")
 
 
 def nodes_ready(ctx: HostContext):
@@ -364,11 +354,11 @@ def nodes_ready(ctx: HostContext):
 def apps(ctx: HostContext):
     yield Directory("/srv/monitoring_data")
     namespaces, *others = APPS
-    yield from _applied(ctx, f"app-{namespaces}", ctx.render(f"apps/{namespaces}.yaml.j2"))
+    yield from _applied(ctx, f"app-{namespaces}", f"apps/{namespaces}.yaml.j2")
     yield Command(_grafana_secret_script(), "create the Grafana admin Secret (random password, kept in the cluster)",
                   unless=f"{KUBECTL} -n monitoring get secret grafana-admin")
     for name in others:
-        yield from _applied(ctx, f"app-{name}", ctx.render(f"apps/{name}.yaml.j2"))
+        yield from _applied(ctx, f"app-{name}", f"apps/{name}.yaml.j2")
 
 
 def jellyfin_storage(ctx: HostContext):
@@ -386,11 +376,9 @@ def kubeconfig(ctx: HostContext):
     yield Fetch(ADMIN_CONF, str(destination), transform=lambda content: check_kubeconfig(content, host, ADMIN_CONF))
 
 
-def _applied(ctx: HostContext, name: str, manifest: str):
+def _applied(ctx: HostContext, name: str, template: str):
     """A manifest placed on the control plane and applied server-side whenever the cluster differs from it."""
-    problems = check_manifests(manifest, kubernetes_version="1.29.0")
-    if problems:
-        raise InputError(f"manifest {name} for {ctx.host.name}: " + "; ".join(problems))
+    manifest = ctx.render(template, checked_by=KUBERNETES_SCHEMAS)
     path = f"{MANIFEST_DIR}/{name}.yaml"
     yield File(path, manifest, mode="0600")
     yield Command(f"{KUBECTL} apply --server-side --force-conflicts --field-manager=vmstation -f {sh('{}', path)}",
@@ -444,5 +432,6 @@ PHASES = [
 
 TARGETS = [
     Target("deploy-debian", "the Debian kubeadm cluster with its apps",
-           ("debian.apps", "debian.kubeconfig", "debian.power")),
+           ("debian.apps", "debian.kubeconfig", "debian.power"),
+           command="Deploy the Debian kubeadm cluster: binaries, prep, CNI, init, join, Flannel, Ready, apps."),
 ]

@@ -23,7 +23,6 @@ On hosts without a cluster (the test boxes) every kubectl step is a skip with it
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from vmstation.handles import Capture
 from vmstation.inventory import Host, Inventory
 from vmstation.operations import CHANGE, OK, SKIP, Check, Command, File, Operation, Package, Service, Step, sh
 from vmstation.power import sleep_state
+from vmstation.values import url_host
 
 LIB_DIR = "/usr/local/lib/vmstation"
 IDLE_CONFIG = "/etc/vmstation/idle.json"
@@ -281,7 +281,7 @@ def idle_config_json(inventory: Inventory) -> str:
     """The idle check's config (vmstation.power.idle.CheckConfig) from the inventory's [power]."""
     power = inventory.power
     cpu = {h.name: "local" for h in control_planes(inventory)}
-    cpu.update({h.name: f"http://{_url_host(h.address)}:{NODE_EXPORTER_PORT}/metrics" for h in sleepers(inventory)})
+    cpu.update({h.name: f"http://{url_host(h.address)}:{NODE_EXPORTER_PORT}/metrics" for h in sleepers(inventory)})
     config = {"idle_hours": power.idle_hours, "cpu_threshold_percent": power.cpu_threshold_percent,
               "jellyfin_url": power.jellyfin_url,
               "jellyfin_api_key_file": JELLYFIN_KEY_FILE if power.jellyfin_api_key else None,
@@ -308,10 +308,6 @@ def _arm_command(host: Host) -> str:
     if not host.interface:
         return ": no interface named in the inventory; the .link file armed the NIC at boot"
     return sh("ethtool -s {} wol g 2>/dev/null || true", host.interface)
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
 
 
 PHASES = [

@@ -37,8 +37,8 @@ from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind
 from vmstation.rke2_topology import cluster_token, first_server, first_servers, joining_nodes, node_type
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
-                                  LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
-                                  wait_until)
+                                  LocalFile, LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line,
+                                  local_file, sh, wait_until)
 from vmstation.rke2_checks import check_rke2_config
 from vmstation.values import inside
 
@@ -240,7 +240,7 @@ def _path_profile() -> File:
                 source="rke2 tarball PATH")
 
 
-def airgap_files(ctx: HostContext) -> dict[str, bytes]:
+def airgap_files(ctx: HostContext) -> dict[str, "bytes | LocalFile"]:
     """The air-gap files, every one present and the release files matching sha256sum-amd64.txt, before upload."""
     base = Path(ctx.cluster.artifacts_dir).expanduser()
     missing = [name for name in AIRGAP_FILES if not (base / name).is_file()]
@@ -252,7 +252,7 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
     check_pinned(ctx.host.name, base / "install.sh", files["install.sh"], versions.RKE2_INSTALL_SCRIPTS,
                  "RKE2 install.sh")
     for path in sorted(base.glob("rke2-selinux-*.rpm")):
-        files[path.name] = path.read_bytes()
+        files[path.name] = local_file(path)
         check_pinned(ctx.host.name, path, files[path.name], selinux_rpm_pins(base, path.name), "rke2-selinux RPM",
                      "vmstation/versions.py, or the release's sha256sum-*-noarch.txt in artifacts_dir")
     return files
@@ -326,10 +326,7 @@ def _config(ctx: HostContext, server_url: str | None = None, token=None):
     kind = node_type(ctx.host)
     extra = {"server_url": server_url, "token": token.reveal()} if token is not None else {}
     text = ctx.render("rke2/config.yaml.j2", os_family=ctx.facts.os_family, role=kind, selinux=_selinux(ctx),
-                      **extra)
-    problems = check_rke2_config(text, role=kind, joining=token is not None)
-    if problems:
-        raise InputError(f"templates/rke2/config.yaml.j2 for {ctx.host.name}: " + "; ".join(problems))
+                      checked_by=lambda text: check_rke2_config(text, role=kind, joining=token is not None), **extra)
     yield Directory("/etc/rancher/rke2")
     # Secret when it holds the token: uploaded as content over SFTP, 0600 root, never diffed or shown.
     config = File(rhel.RKE2_CONFIG, text, mode="0600", secret=token is not None, source="rke2/config.yaml.j2")
@@ -376,10 +373,7 @@ def monitoring(ctx: HostContext):
     """
     kubernetes = ".".join(ctx.cluster.version.lstrip("v").split(".")[:2]) + ".0"
     for template in rhel.RKE2_MONITORING_MANIFESTS:
-        text = ctx.render(template)
-        problems = check_manifests(text, kubernetes_version=kubernetes)
-        if problems:
-            raise InputError(f"templates/{template} for {ctx.host.name}: " + "; ".join(problems))
+        text = ctx.render(template, checked_by=lambda text: check_manifests(text, kubernetes_version=kubernetes))
         name = Path(template).name.removesuffix(".j2")
         yield File(f"{AUTO_DEPLOY_DIR}/vmstation-monitoring-{name}", text, mode="0600", source=template)
     yield wait_until(f"{KUBECTL} -n monitoring rollout status deployment/prometheus --timeout=10s",
@@ -474,5 +468,6 @@ PHASES = [
 
 TARGETS = [
     Target("deploy-rke2", "the RKE2 cluster on RHEL 10 with its monitoring",
-           ("rke2.artifacts", "rke2.join-artifacts", "rke2.monitoring", "rke2.nodes-ready")),
+           ("rke2.artifacts", "rke2.join-artifacts", "rke2.monitoring", "rke2.nodes-ready"),
+           command="Deploy the RKE2 cluster: RHEL prep, install, configure, start, monitoring, artifacts."),
 ]
