@@ -315,14 +315,6 @@ def upgrade():
 
 
 def upgrade_command(kind: str, name: str, example: str):
-    @upgrade.command(name)
-    @click.option("--to", "to", required=True, metavar="VERSION", help=f"Where to go, e.g. {example}.")
-    @click.option("--plan", "--check", "plan", is_flag=True, help="Show the whole sequence, step by step.")
-    @click.option("--resume", is_flag=True, help="Go on from where the last upgrade stopped.")
-    @click.option("--keep", default=7, show_default=True, type=click.IntRange(min=1),
-                  help="Snapshots kept per cluster under .vmstation/artifacts/backups.")
-    @common_options
-    @reports_input_errors
     def command(to, plan, resume, keep, inventory_path, vault_password_file, trust_new_host_keys, ssh_config,
                 verbose):
         session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
@@ -333,7 +325,16 @@ def upgrade_command(kind: str, name: str, example: str):
                           "upgrade node, packages, restart, uncordon, Ready)." if kind == "kubeadm" else
                           "each server, then each agent, one at a time (install method per release and RHEL major, "
                           "service restarted, node Ready)."))
-    return command
+    command = reports_input_errors(common_options(command))
+    for option in reversed([
+        click.option("--to", "to", required=True, metavar="VERSION", help=f"Where to go, e.g. {example}."),
+        click.option("--plan", "--check", "plan", is_flag=True, help="Show the whole sequence, step by step."),
+        click.option("--resume", is_flag=True, help="Go on from where the last upgrade stopped."),
+        click.option("--keep", default=7, show_default=True, type=click.IntRange(min=1),
+                     help="Snapshots kept per cluster under .vmstation/artifacts/backups."),
+    ]):
+        command = option(command)
+    return upgrade.command(name)(command)
 
 
 upgrade_command("kubeadm", "debian", "1.30.x, 1.31 or 1.31.14")
