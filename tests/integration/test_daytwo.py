@@ -287,3 +287,18 @@ def test_an_upgrade_that_fails_on_a_worker_stops_there_and_resume_finishes_it(da
         f"v{NEXT}"
     again = upgrade(session(inventory, monkeypatch), "kubeadm", "1.30.x")
     assert again.chain == [] and again.parts == []
+
+
+def test_an_upgrade_plan_shows_every_part_of_the_next_step_and_changes_nothing(daytwo_boxes, inventory, monkeypatch):
+    from vmstation.maintenance import upgrade
+
+    before = calls(daytwo_boxes, CONTROL), calls(daytwo_boxes, WORKER)
+    planned = upgrade(session(inventory, monkeypatch), "kubeadm", "1.31", plan=True)
+    assert [(s.from_version, s.to_version) for s in planned.chain] == [(NEXT, "1.31.14")]
+    assert [p.where for p in planned.parts] == [f"control plane {CONTROL}", f"worker {WORKER}"]
+    assert all(p.result.exit_code == 0 for p in planned.parts), [
+        (o.phase, o.host, o.status, o.message) for p in planned.parts for o in p.result.outcomes]
+    labels = [s.label for p in planned.parts for o in p.result.outcomes for s in o.steps]
+    assert "run kubeadm upgrade apply v1.31.14" in labels and f"drain node {WORKER} (on {CONTROL})" in labels
+    assert (calls(daytwo_boxes, CONTROL), calls(daytwo_boxes, WORKER)) == before
+    assert planned.pruned == []
