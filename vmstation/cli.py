@@ -228,7 +228,10 @@ def wake(hosts, from_here, interface, timeout, plan, inventory_path, vault_passw
     from vmstation.power.cycle import wake as wake_hosts
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    sys.exit(wake_hosts(session, hosts, from_here=from_here, interface=interface, timeout=timeout, plan=plan))
+    from vmstation.report import tell
+
+    sys.exit(wake_hosts(session, hosts, from_here=from_here, interface=interface, timeout=timeout, plan=plan,
+                        tell=tell))
 
 
 @main.command()
@@ -243,7 +246,9 @@ def sleep(check_only, plan, force, inventory_path, vault_password_file, trust_ne
     from vmstation.power.cycle import sleep as sleep_hosts
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    sys.exit(sleep_hosts(session, check_only=check_only, plan=plan, force=force))
+    from vmstation.report import tell
+
+    sys.exit(sleep_hosts(session, check_only=check_only, plan=plan, force=force, tell=tell))
 
 
 # -- day two ---------------------------------------------------------------------------------------
@@ -351,10 +356,13 @@ upgrade_command("rke2", "rke2", "v1.35.7+rke2r1 or v1.35")
 @reports_input_errors
 def verify(target, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
     """Check the hosts' state with testinfra (files, modes, services, sysctls, packages)."""
+    from vmstation.report import format_checks
     from vmstation.verify import verify as verify_hosts
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    sys.exit(verify_hosts(session, target))
+    results = verify_hosts(session, target)
+    click.echo(format_checks(results), nl=False)
+    sys.exit(1 if any(not r.passed for r in results) else 0)
 
 
 @main.group()
@@ -519,22 +527,13 @@ def node_remove(host, yes, no_backup, inventory_path, vault_password_file, trust
 def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limit=(), resume=False, forks=32,
          as_json=False, show_diff=False, verbose=0) -> int:
     from vmstation.app import run_target
-    from vmstation.report import format_plan, format_summary, progress_for, to_json
+    from vmstation.report import format_run, with_progress
 
-    progress = progress_for(sys.stderr, quiet=as_json)
-    try:
-        result = run_target(session, target, plan=plan, only=only, start_from=start_from, skip=skip, limit=limit,
-                            resume=resume, forks=forks, listener=progress)
-    finally:
-        if progress:
-            progress.close()
-    if as_json:
-        click.echo(to_json(result, plan=plan))
-    else:
-        if plan:
-            click.echo(format_plan(result.outcomes, full=True if show_diff else None, verbose=verbose), nl=False)
-        click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
-        click.echo(f"journal: {result.journal_path}")
+    result = with_progress(lambda listener: run_target(
+        session, target, plan=plan, only=only, start_from=start_from, skip=skip, limit=limit, resume=resume,
+        forks=forks, listener=listener), quiet=as_json)
+    click.echo(format_run(result, plan, as_json=as_json, show_diff=True if show_diff else None, verbose=verbose,
+                          inventory_path=session.inventory_path), nl=False)
     if result.interrupted:
         _exit_now(result.exit_code)
     return result.exit_code

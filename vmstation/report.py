@@ -189,6 +189,51 @@ def to_json(result, plan: bool = False) -> str:
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+def format_checks(results) -> str:
+    """`vmstation verify`'s table: one line per check (a host that could not be reached: one line), then the
+    count of failures."""
+    from vmstation.verify import UNREACHABLE
+
+    lines = []
+    for result in results:
+        if result.name == UNREACHABLE:
+            lines.append(f"{result.host}: cannot check: {result.detail}")
+            continue
+        mark = "ok  " if result.passed else "FAIL"
+        lines.append(f"{mark} {result.host:<18} {result.phase:<26} {result.name}"
+                     + (f"  ({result.detail})" if result.detail else ""))
+    lines.append(f"{sum(not r.passed for r in results)} failed")
+    return terminal_safe("\n".join(lines) + "\n")
+
+
+def tell(text: str, err: bool = False, nl: bool = True) -> None:
+    """The terminal edge of the commands that tell as they go (sleep, wake): a line on stdout, or stderr."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + ("\n" if nl else ""))
+    stream.flush()
+
+
+def with_progress(start_run, quiet: bool = False):
+    """``start_run(listener)`` with its progress drawn on stderr (a live table on a terminal, lines otherwise):
+    the one place a run's progress is shown, for every command that runs a target."""
+    progress = progress_for(sys.stderr, quiet=quiet)
+    try:
+        return start_run(progress)
+    finally:
+        if progress:
+            progress.close()
+
+
+def format_run(result, plan: bool, *, as_json: bool = False, show_diff: bool | None = None, verbose: int = 0,
+               inventory_path: str | None = None, journal: bool = True) -> str:
+    """What is printed after a run: its JSON; or the plan (for --plan), the summary and the journal's path."""
+    if as_json:
+        return to_json(result, plan=plan) + "\n"
+    text = format_plan(result.outcomes, full=show_diff, verbose=verbose) if plan else ""
+    text += format_summary(result.outcomes, inventory_path=inventory_path)
+    return text + (f"journal: {result.journal_path}\n" if journal else "")
+
+
 def terminal_safe(text: str) -> str:
     """``text`` with every character that could act on a terminal shown as an escape (``\\x1b``)."""
     return _UNSAFE.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), text)

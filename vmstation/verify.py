@@ -23,6 +23,9 @@ class StateCheck:
     test: Callable[..., bool]          # (testinfra host) -> passed
 
 
+UNREACHABLE = "cannot check"      # the name of the one result of a host that could not be reached
+
+
 @dataclass(frozen=True)
 class CheckResult:
     host: str
@@ -67,10 +70,9 @@ def checks_for(host: Host, cluster: Cluster, phases: set[str] | None = None,
     return selected
 
 
-def verify(session, target: str) -> int:
-    """CLI entry: connect to each host of the target, run its checks, print a table; 0 when all pass."""
-    import click
-
+def verify(session, target: str) -> list[CheckResult]:
+    """Connect to each host of the target and run its checks: the results (a host that cannot be reached is one
+    failed result saying why). Printing is the caller's (``vmstation.report.format_checks``)."""
     from vmstation.app import load_inventory, open_secrets
     from vmstation.errors import HostError
     from vmstation.transport import SshOptions, connect
@@ -80,7 +82,7 @@ def verify(session, target: str) -> int:
     kinds = {"deploy-debian": {"kubeadm"}, "deploy-rke2": {"rke2"}}.get(target, {"kubeadm", "rke2"})
     options = SshOptions(known_hosts=inventory.known_hosts, trust_new_host_keys=session.trust_new_host_keys,
                          ssh_config=session.ssh_config)
-    failed = 0
+    results: list[CheckResult] = []
     for host in inventory.hosts:
         cluster = inventory.cluster(host.cluster)
         if cluster.kind not in kinds:
@@ -90,19 +92,13 @@ def verify(session, target: str) -> int:
         try:
             connection = connect(host, options, password)
         except HostError as exc:
-            click.echo(f"{host.name}: cannot check: {exc.message}")
-            failed += 1
+            results.append(CheckResult(host.name, "", UNREACHABLE, False, exc.message))
             continue
         try:
-            for result in run_checks(connection, checks_for(host, cluster, first_server=first)):
-                failed += not result.passed
-                mark = "ok  " if result.passed else "FAIL"
-                click.echo(f"{mark} {host.name:<18} {result.phase:<26} {result.name}"
-                           + (f"  ({result.detail})" if result.detail else ""))
+            results += run_checks(connection, checks_for(host, cluster, first_server=first))
         finally:
             connection.close()
-    click.echo(f"{failed} failed")
-    return 1 if failed else 0
+    return results
 
 
 def _engine_backend_class():

@@ -137,3 +137,17 @@ def test_no_engine_module_names_a_policy_that_accepts_unknown_keys():
             if name in ("AutoAddPolicy", "WarningPolicy"):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_verify_results_are_drawn_by_the_report_at_the_edge():
+    from vmstation.report import format_checks
+    from vmstation.verify import UNREACHABLE, CheckResult
+
+    text = format_checks([CheckResult("masternode", "debian.system-prep", "no swap in use", True),
+                          CheckResult("storagenodet3500", "debian.cni-plugins", "bridge plugin", False, "absent\x1b[2J"),
+                          CheckResult("homelab", "", UNREACHABLE, False, "connection refused")])
+    assert text.splitlines() == [
+        "ok   masternode         debian.system-prep         no swap in use",
+        "FAIL storagenodet3500   debian.cni-plugins         bridge plugin  (absent\\x1b[2J)",
+        "homelab: cannot check: connection refused",
+        "2 failed"]

@@ -16,13 +16,16 @@ Exit codes: 0 done, 1 a host failed or did not answer, 2 bad input, 3 cannot run
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from vmstation.errors import InputError, InventoryError
 from vmstation.transport import ssh_answers
 from vmstation.values import interface_name
+
+# Where the cycle tells what happens: ``tell(text, err=False, nl=True)``; the CLI passes its terminal edge.
+Tell = Callable[..., None]
 
 STAY_AWAKE = 4
 DOWN_TIMEOUT = 180.0
@@ -31,8 +34,10 @@ POLL = 0.25
 
 
 def wake(session, hosts=(), from_here: bool = False, interface: str | None = None, timeout: float = 600,
-         plan: bool = False) -> int:
-    """Wake ``hosts`` (default: every host with a MAC that is not always on); return the exit code."""
+         plan: bool = False, *, tell: Tell) -> int:
+    """Wake ``hosts`` (default: every host with a MAC that is not always on); return the exit code.
+
+    ``tell``: where what happens is told (the CLI's terminal edge, ``vmstation.report.tell``)."""
     from vmstation.app import load_inventory
 
     inventory = load_inventory(session)
@@ -44,27 +49,27 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
             raise InputError(f"--interface {interface!r}: not a network interface name") from None
     settings = {"wake_hosts": tuple(h.name for h in targets), "wake_interface": interface}
     if plan:
-        return _plan_wake(session, inventory, targets, from_here, interface, timeout, settings)
+        return _plan_wake(session, inventory, targets, from_here, interface, timeout, settings, tell)
     sent_at = time.monotonic()
     if from_here:
-        code = _send_from_here(inventory, targets, interface)
+        code = _send_from_here(inventory, targets, interface, tell)
     else:
-        code = _send_from_sender(session, inventory, settings)
+        code = _send_from_sender(session, inventory, settings, tell)
     if code:
         return code
-    awake = {h.name: wait_for_ssh(h, timeout, sent_at) for h in targets}
-    _echo(format_wake_times(targets, awake))
+    awake = {h.name: wait_for_ssh(h, timeout, sent_at, tell) for h in targets}
+    tell(format_wake_times(targets, awake))
     missing = [name for name, seconds in awake.items() if seconds is None]
     if missing:
-        _echo(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
+        tell(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
-    result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), settings=settings)
-    _echo(_rejoin_note(result, time.monotonic() - sent_at))
+    result, _ = run_power_target(session, "wake", tell, only=("power.tools", "wake.rejoin"), settings=settings)
+    tell(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code
 
 
-def sleep(session, check_only: bool = False, plan: bool = False, force: bool = False) -> int:
+def sleep(session, check_only: bool = False, plan: bool = False, force: bool = False, *, tell: Tell) -> int:
     """Decide, then put the workers to sleep; return the exit code (4: the policy says stay awake)."""
     from vmstation.app import load_inventory
 
@@ -72,25 +77,25 @@ def sleep(session, check_only: bool = False, plan: bool = False, force: bool = F
     workers = check_sleepers(inventory)
     if plan:
         if not force:
-            _echo("(without --force, the idle check of `vmstation sleep --check` decides first)")
-        return run_power_target(session, "sleep", plan=True)[0].exit_code
+            tell("(without --force, the idle check of `vmstation sleep --check` decides first)")
+        return run_power_target(session, "sleep", tell, plan=True)[0].exit_code
     if check_only or not force:
-        decision = idle_decision(session, inventory)
+        decision = idle_decision(session, inventory, tell)
         if decision is None:
             return 1
         for reason in decision["reasons"]:
-            _echo(f"  {reason}")
-        _echo("idle: the workers may sleep" if decision["sleep"] else "busy: staying awake")
+            tell(f"  {reason}")
+        tell("idle: the workers may sleep" if decision["sleep"] else "busy: staying awake")
         if check_only or not decision["sleep"]:
             return 0 if decision["sleep"] else STAY_AWAKE
-    result, _ = run_power_target(session, "sleep")
+    result, _ = run_power_target(session, "sleep", tell)
     off = [o.host for o in result.outcomes if o.phase == "sleep.power-off" and o.succeeded]
     if result.exit_code:
         return result.exit_code
     down = {h.name: wait_until_down(h, DOWN_TIMEOUT) for h in workers if h.name in off}
     for host in workers:
         seconds = down.get(host.name)
-        _echo(f"{host.name}: " + (f"asleep ({host.sleep_method}) after {seconds:.1f} s" if seconds is not None
+        tell(f"{host.name}: " + (f"asleep ({host.sleep_method}) after {seconds:.1f} s" if seconds is not None
                                   else f"still answering SSH after {DOWN_TIMEOUT:g} s"))
     return 1 if any(s is None for s in down.values()) else 0
 
@@ -146,50 +151,43 @@ def check_sleepers(inventory) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_power_target(session, target: str, plan: bool = False, only=(), settings=None):
+def run_power_target(session, target: str, tell: Tell, plan: bool = False, only=(), settings=None):
     """Run (or plan) a power target like every other target, with the run-context ``settings`` its phases read.
 
     Prints the plan and the summary; returns the RunResult and what its Checks captured (by capture name).
     """
     from vmstation.app import run_target
-    from vmstation.report import format_plan, format_summary, progress_for
+    from vmstation.report import format_run, with_progress
 
     run_values: dict = {}
-    progress = progress_for(sys.stderr)
-    try:
-        result = run_target(session, target, plan=plan, only=only, listener=progress, values=run_values,
-                            settings=settings)
-    finally:
-        if progress:
-            progress.close()
-    if plan:
-        _echo(format_plan(result.outcomes), nl=False)
-    _echo(format_summary(result.outcomes), nl=False)
+    result = with_progress(lambda listener: run_target(session, target, plan=plan, only=only, listener=listener,
+                                                       values=run_values, settings=settings))
+    tell(format_run(result, plan, show_diff=True, journal=False), nl=False)
     return result, run_values
 
 
-def idle_decision(session, inventory) -> dict | None:
+def idle_decision(session, inventory, tell: Tell) -> dict | None:
     """The idle policy's decision, asked on masternode (where the scheduled check asks it): a dict, or None."""
     from vmstation.phases import power
 
-    result, values = run_power_target(session, "sleep-check")
+    result, values = run_power_target(session, "sleep-check", tell)
     line = values.get(power.DECISION.name, "")
     if result.exit_code or not line:
-        _echo("the idle check did not run on the control plane: no decision", err=True)
+        tell("the idle check did not run on the control plane: no decision", err=True)
         return None
     return json.loads(line.strip().splitlines()[-1])
 
 
-def _send_from_sender(session, inventory, settings) -> int:
+def _send_from_sender(session, inventory, settings, tell: Tell) -> int:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, "wake", only=("wake.send",), settings=settings)
+    result, captured = run_power_target(session, "wake", tell, only=("wake.send",), settings=settings)
     for line in captured.get(power.SENT.name, "").splitlines():
-        _echo(f"  {line}")
+        tell(f"  {line}")
     return result.exit_code
 
 
-def _send_from_here(inventory, targets, interface: str | None) -> int:
+def _send_from_here(inventory, targets, interface: str | None, tell: Tell) -> int:
     from vmstation.errors import HostError
     from vmstation.power import wol
 
@@ -199,25 +197,25 @@ def _send_from_here(inventory, targets, interface: str | None) -> int:
             sent = wol.wake(host.mac, broadcast=power.wol_broadcast, port=power.wol_port,
                             interface=interface or power.wol_interface)
         except HostError as exc:
-            _echo(f"vmstation: {host.name}: magic packet not sent: {exc.message}", err=True)
+            tell(f"vmstation: {host.name}: magic packet not sent: {exc.message}", err=True)
             return 1
-        _echo(f"  {host.name}: {sent.reason}")
+        tell(f"  {host.name}: {sent.reason}")
     return 0
 
 
-def _plan_wake(session, inventory, targets, from_here, interface, timeout, settings) -> int:
+def _plan_wake(session, inventory, targets, from_here, interface, timeout, settings, tell: Tell) -> int:
     from vmstation.phases import power
 
     if from_here:
         for host in targets:
-            _echo(f"  would send a magic packet for {host.name} ({host.mac}) from this machine to "
+            tell(f"  would send a magic packet for {host.name} ({host.mac}) from this machine to "
                   f"{inventory.power.wol_broadcast or power.LIMITED_BROADCAST}:{inventory.power.wol_port}"
                   + (f" via {interface or inventory.power.wol_interface}"
                      if interface or inventory.power.wol_interface else ""))
     for host in targets:
-        _echo(f"  would wait up to {timeout:g} s for {host.name} to answer SSH on {host.address}:{host.ssh_port}")
+        tell(f"  would wait up to {timeout:g} s for {host.name} to answer SSH on {host.address}:{host.ssh_port}")
     only = ("power.tools", "wake.rejoin") if from_here else ()
-    return run_power_target(session, "wake", plan=True, only=only, settings=settings)[0].exit_code
+    return run_power_target(session, "wake", tell, plan=True, only=only, settings=settings)[0].exit_code
 
 
 def _rejoin_note(result, seconds: float) -> str:
@@ -249,7 +247,7 @@ class _Clock:
         return self.elapsed > self.timeout
 
 
-def wait_for_ssh(host, timeout: float, since: float) -> float | None:
+def wait_for_ssh(host, timeout: float, since: float, tell: Tell) -> float | None:
     """Seconds from ``since`` until ``host``'s SSH server sent its banner, or None after ``timeout``."""
     clock, shown = _Clock(time.monotonic(), timeout), 0.0
     while not clock.expired:
@@ -257,7 +255,7 @@ def wait_for_ssh(host, timeout: float, since: float) -> float | None:
             return time.monotonic() - since
         if clock.elapsed - shown >= PROGRESS_EVERY:
             shown = clock.elapsed
-            _echo(f"  waiting for {host.name} ({host.address}:{host.ssh_port}): {shown:.0f} s of {timeout:g} s",
+            tell(f"  waiting for {host.name} ({host.address}:{host.ssh_port}): {shown:.0f} s of {timeout:g} s",
                   err=True)
         time.sleep(POLL)
     return None
@@ -279,9 +277,3 @@ def format_wake_times(targets, awake: dict) -> str:
                                        if awake[h.name] is not None else "did not answer")
              for h in targets]
     return "\n".join(lines)
-
-
-def _echo(text: str, err: bool = False, nl: bool = True) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + ("\n" if nl else ""))
-    stream.flush()
