@@ -540,19 +540,13 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
 
 
 def _backup_first(session, *, plan=False, keep=7, limit=(), verbose=0) -> int:
-    """The backup target with its retention count; prints like every run, then what was removed."""
+    """The backup target with its retention count; shown as every run is, then what was removed."""
     from vmstation.maintenance import take_backup
-    from vmstation.report import format_plan, format_summary, progress_for
+    from vmstation.report import format_run, with_progress
 
-    progress = progress_for(sys.stderr)
-    try:
-        result, pruned = take_backup(session, plan=plan, keep=keep, listener=progress, limit=limit)
-    finally:
-        if progress:
-            progress.close()
-    if plan:
-        click.echo(format_plan(result.outcomes, verbose=verbose), nl=False)
-    click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
+    result, pruned = with_progress(lambda listener: take_backup(session, plan=plan, keep=keep, listener=listener,
+                                                                limit=limit))
+    click.echo(format_run(result, plan, verbose=verbose, inventory_path=session.inventory_path), nl=False)
     for path in pruned:
         click.echo(f"removed {path} (more than {keep} snapshots)")
     return result.exit_code
@@ -561,21 +555,17 @@ def _backup_first(session, *, plan=False, keep=7, limit=(), verbose=0) -> int:
 def _upgrade(session, kind, to, *, plan, resume, keep, verbose) -> int:
     """The chain, step by step, each run shown as every run is; where it stopped and how to go on."""
     from vmstation.app import check_options
-    from vmstation.maintenance import describe_stop, upgrade
-    from vmstation.report import format_plan, format_summary, progress_for
-
     from vmstation.errors import HostError
+    from vmstation.maintenance import describe_stop, upgrade
+    from vmstation.report import format_run, with_progress
 
     check_options(plan=plan, resume=resume)
-    progress = progress_for(sys.stderr)
     try:
-        result = upgrade(session, kind, to, plan=plan, resume=resume, listener=progress, keep=keep)
+        result = with_progress(lambda listener: upgrade(session, kind, to, plan=plan, resume=resume,
+                                                        listener=listener, keep=keep))
     except HostError as exc:     # the control plane could not be asked for the cluster's version: nothing changed
         click.echo(f"vmstation: {exc.host}: cannot read the cluster's version: {exc.message}", err=True)
         return 1
-    finally:
-        if progress:
-            progress.close()
     if not result.chain:
         click.echo(f"the cluster runs {result.current} already: nothing to do")
         return 0
@@ -583,17 +573,15 @@ def _upgrade(session, kind, to, *, plan, resume, keep, verbose) -> int:
         f"step {s.number} {s.from_version} -> {s.to_version}" for s in result.chain))
     for part in result.parts:
         click.echo(f"== step {part.step.number} of {len(result.chain)} ({part.step.to_version}), {part.where}")
-        if plan:
-            click.echo(format_plan(part.result.outcomes, verbose=verbose), nl=False)
-        click.echo(format_summary(part.result.outcomes, inventory_path=session.inventory_path), nl=False)
+        click.echo(format_run(part.result, plan, verbose=verbose, inventory_path=session.inventory_path), nl=False)
     for path in result.pruned:
         click.echo(f"removed {path} (more than {keep} snapshots)")
     if result.stopped:
         click.echo(describe_stop(result, to), err=True)
     elif not plan:
-        key = "version"
-        click.echo(f"upgraded to {result.chain[-1].to_version}; set {key} = \"{result.chain[-1].to_version}\" in "
-                   f"hosts.toml's cluster so that later deploys keep it")
+        final = result.chain[-1].to_version
+        click.echo(f"upgraded to {final}; set version = \"{final}\" in hosts.toml's [clusters.*] table so that "
+                   "later deploys keep it")
     return result.exit_code
 
 
