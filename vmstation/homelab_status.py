@@ -212,6 +212,11 @@ def _cluster_status(inventory, cluster: Cluster, looks, now, problems, warnings)
     hosts = [_host_status(h, cluster, looks[h.name], nodes, asleep, view, problems, warnings)
              for h in inventory.hosts_of(cluster.name)]
     status = ClusterStatus(cluster.name, cluster.kind, cluster.version, leader.name if leader else "", hosts)
+    running = sorted({h.kubelet.lstrip("v") for h in hosts if h.kubelet and cluster.kind == "kubeadm"})
+    if running and running != [cluster.version.lstrip("v")]:
+        warnings.append(f"{cluster.name}: kubelets run {', '.join(running)} but hosts.toml says version = "
+                        f"\"{cluster.version}\" (after an upgrade, set it to what runs: a deploy installs that "
+                        "version)")
     if view and view.answered:
         found = (certs.parse_check_expiration if cluster.kind == "kubeadm" else certs.parse_enddates)(
             view.sections.get("certs", ""))

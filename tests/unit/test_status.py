@@ -168,3 +168,14 @@ def test_the_screen_shows_host_text_inert(tmp_path):
     screen = status.format_status(status.judge(inv, looks, NOW))
     assert "\x1b" not in screen and "6.1\\x1b[2J" in screen
     assert json.loads(status.judge(inv, looks, NOW).as_json())["healthy"] is True
+
+
+def test_kubelets_at_another_version_than_the_inventory_says_are_a_warning(tmp_path):
+    inv = inventory(tmp_path)
+    looks = {"masternode": answered(inv, "masternode", kubelet="Kubernetes v1.30.14\n",
+                                    nodes=nodes_json(node("masternode"), node("storagenodet3500"))),
+             "storagenodet3500": answered(inv, "storagenodet3500"), "homelab": answered(inv, "homelab")}
+    result = status.judge(inv, looks, NOW)
+    assert 'debian: kubelets run 1.29.15, 1.30.14 but hosts.toml says version = "1.29.15" (after an upgrade, set it ' \
+        'to what runs: a deploy installs that version)' in result.warnings
+    assert result.healthy
