@@ -266,10 +266,13 @@ def kube_binaries(ctx: HostContext):
 def _kube_binaries_from_apt(ctx: HostContext):
     yield Package(("apt-transport-https", "ca-certificates", "curl", "gpg"))
     yield Directory("/etc/apt/keyrings")
-    yield Command(sh("curl -fsSL {} | gpg --dearmor -o {}", versions.KUBERNETES_APT_REPO + "Release.key", KEYRING),
-                  "fetch the pkgs.k8s.io v1.29 signing key", creates=KEYRING)
-    yield File("/etc/apt/sources.list.d/kubernetes.list", ctx.render("kubernetes/kubernetes.list.j2"))
-    yield Package(KUBE_BINARIES, version=versions.KUBERNETES_APT_VERSION, hold=True)
+    # The cluster's own version (an upgrade moves it on: `vmstation upgrade debian`), from its minor's repository.
+    minor = ".".join(ctx.cluster.version.lstrip("v").split(".")[:2])
+    repo = f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
+    yield Command(sh("curl -fsSL {} | gpg --dearmor -o {}", repo + "Release.key", KEYRING),
+                  f"fetch the pkgs.k8s.io v{minor} signing key", creates=KEYRING)
+    yield File("/etc/apt/sources.list.d/kubernetes.list", ctx.render("kubernetes/kubernetes.list.j2", apt_repo=repo))
+    yield Package(KUBE_BINARIES, version=f"{ctx.cluster.version.lstrip('v')}-1.1", hold=True)
     # The cluster's one CNI source (cni_source): kubelet's dependency kubernetes-cni filled /opt/cni/bin.
     yield Check(f"dpkg-query -W kubernetes-cni >/dev/null && [ -x {CNI_BIN}/bridge ] && [ -x {CNI_BIN}/portmap ]",
                 f"CNI plugins from kubernetes-cni (kubelet's dependency) in {CNI_BIN}")
