@@ -144,7 +144,8 @@ def test_verify_results_are_drawn_by_the_report_at_the_edge():
     from vmstation.verify import UNREACHABLE, CheckResult
 
     text = format_checks([CheckResult("masternode", "debian.system-prep", "no swap in use", True),
-                          CheckResult("storagenodet3500", "debian.cni-plugins", "bridge plugin", False, "absent\x1b[2J"),
+                          CheckResult("storagenodet3500", "debian.cni-plugins", "bridge plugin", False,
+                                      "absent\x1b[2J"),
                           CheckResult("homelab", "", UNREACHABLE, False, "connection refused")])
     assert text.splitlines() == [
         "ok   masternode         debian.system-prep         no swap in use",
