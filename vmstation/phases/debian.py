@@ -84,7 +84,10 @@ NFTABLES_KERNEL = "5.13"
 
 
 def nftables_kernel_check() -> str:
-    """A check that fails, saying why, on a kernel nftables mode cannot use; prints nothing when it can."""
+    """A check that fails, saying why, on a kernel nftables mode cannot use; prints nothing when it can.
+
+    Steps run under pipefail: `grep -c` reads all of gzip's output, where `grep -q` would stop early and leave
+    gzip dying of SIGPIPE, failing the pipeline on a kernel that has nf_tables built in."""
     why_old = sh("{}", f"is older than {NFTABLES_KERNEL}, which kube-proxy's nftables mode needs: upgrade the "
                        'kernel or set proxy_mode = "iptables" in hosts.toml')
     why_missing = sh("{}", 'has no nf_tables (not built in, no module): set proxy_mode = "iptables" in hosts.toml')
@@ -92,7 +95,7 @@ def nftables_kernel_check() -> str:
             f'{NFTABLES_KERNEL} ] || {{ echo "kernel $k "{why_old} >&2; exit 1; }}; '
             '{ [ -d /sys/module/nf_tables ] || grep -qs "/nf_tables.ko" "/lib/modules/$k/modules.dep" '
             '"/lib/modules/$k/modules.builtin" || { [ -r /proc/config.gz ] && gzip -dc /proc/config.gz | '
-            f'grep -q "^CONFIG_NF_TABLES=[ym]"; }}; }} || {{ echo "kernel $k "{why_missing} >&2; exit 1; }}')
+            f'grep -c "^CONFIG_NF_TABLES=[ym]" >/dev/null; }}; }} || {{ echo "kernel $k "{why_missing} >&2; exit 1; }}')
 
 
 def comment_out_swap(fstab: str) -> str:
