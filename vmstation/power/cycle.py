@@ -58,6 +58,7 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         _echo(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
+    values[power.WAKE_SECONDS] = {name: seconds for name, seconds in awake.items() if seconds is not None}
     result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), values=values)
     _echo(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code
@@ -181,7 +182,7 @@ def idle_decision(session, inventory) -> dict | None:
 def _send_from_sender(session, inventory, values) -> int:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, "wake", only=("wake.send",), values=values)
+    result, captured = run_power_target(session, "wake", only=("power.tools", "wake.send"), values=values)
     for line in captured.get(power.SENT, "").splitlines():
         _echo(f"  {line}")
     return result.exit_code
