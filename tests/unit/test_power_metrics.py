@@ -24,9 +24,9 @@ def promtool_lint(text: str) -> str:
     return done.stdout + done.stderr
 
 
-def idle_text(observations, state=idle.IdleState()) -> tuple[str, idle.Decision]:
+def idle_text(observations, state: idle.IdleState | None = None) -> tuple[str, idle.Decision]:
     config = idle.CheckConfig(idle_hours=2, cpu_threshold_percent=20)
-    decision = idle.decide(observations, state, NOW, config)
+    decision = idle.decide(observations, state or idle.IdleState(), NOW, config)
     return metrics.exposition(metrics.idle_families(observations, decision, NOW.timestamp(), config)), decision
 
 
