@@ -21,6 +21,7 @@ RKE2 series carry ``cluster`` (``rke2-homelab``), so node panels name the Debian
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
@@ -318,6 +319,20 @@ def queries(board: dict) -> list[tuple[str, dict, str]]:
              for panel in board["panels"] for target in panel["targets"]]
     found += [(f"annotation {a['name']}", a["datasource"], a["expr"]) for a in board["annotations"]["list"]]
     return found
+
+
+# Grafana's own variables, as a check or a picture fills them in (Grafana computes them from the time range).
+BUILTINS = {"__rate_interval": "2m", "__interval": "1m", "__range": "1h"}
+_VARIABLE = re.compile(r"\$(\{)?([A-Za-z_]\w*)(?(1)\})")     # $name or ${name}; never label_replace's $1
+
+
+def variables_in(expr: str) -> set[str]:
+    return {match.group(2) for match in _VARIABLE.finditer(expr)}
+
+
+def expand(expr: str, values: dict[str, str]) -> str:
+    """``expr`` with its dashboard variables replaced, as Grafana does before it sends a query."""
+    return _VARIABLE.sub(lambda match: {**BUILTINS, **values}[match.group(2)], expr)
 
 
 def _laid_out(panels: list[Panel]) -> list[dict]:
