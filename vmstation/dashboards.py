@@ -98,12 +98,11 @@ def node_temperature(selector: str) -> str:
 
 
 def node_state(selector: str = NODE_EXPORTER, worker: str | None = None) -> str:
-    """Up (1), asleep (2: down while vmstation has put it to sleep) or down (0), per node."""
-    asleep = f'vmstation_power_asleep{{worker="{worker}"}}' if worker else "vmstation_power_asleep"
+    """Up (1), asleep (2: down while vmstation puts it to sleep, keeps it asleep or wakes it) or down (0)."""
+    power = f'vmstation_power_state{{worker="{worker}"}}' if worker else "vmstation_power_state"
     up = f"max by (cluster, node) (up{{{selector}}})"
-    return named_cluster(f"({up} == 1)"
-                         f' or on (node) (2 * max by (node) (label_replace({asleep}, "node", "$1", "worker", "(.+)"))'
-                         f" == 2) or on (node) {up}")
+    sleeping = f'max by (node) (label_replace({power}, "node", "$1", "worker", "(.+)")) > 0'
+    return named_cluster(f"({up} == 1) or on (node) (2 + 0 * ({sleeping})) or on (node) {up}")
 
 
 STATE_MAPPINGS = ((0, "down", "red"), (1, "up", "green"), (2, "asleep", "blue"))
@@ -136,8 +135,9 @@ def overview() -> dict:
     power = [
         Panel("state-timeline", "Workers: awake or asleep", "What vmstation's sleep and wake recorded on masternode "
               "(textfile collector); the idle check's decisions and sleep/wake events are annotations.",
-              (Query("max by (worker) (vmstation_power_asleep)", "{{worker}}"),), width=24, height=5,
-              mappings=((0, "awake", "green"), (1, "asleep", "blue"))),
+              (Query("max by (worker) (vmstation_power_state)", "{{worker}}"),), width=24, height=5,
+              mappings=((0, "awake", "green"), (1, "falling asleep", "light-blue"), (2, "asleep", "blue"),
+                        (3, "waking", "yellow"))),
         Panel("stat", "Last idle check", "The scheduled check's decision; its reasons are in the table beside.",
               (Query("vmstation_idle_check_sleep"),), width=4, height=5,
               mappings=((0, "stay awake", "green"), (1, "may sleep", "blue"))),
@@ -169,8 +169,11 @@ def overview() -> dict:
         _annotation("Idle check", "orange", "vmstation_idle_check_info and on () "
                     "(time() - vmstation_idle_check_timestamp_seconds < 120)", "idle check: {{decision}}",
                     "{{reason}}"),
-        _annotation("Sleep", "blue", "changes(vmstation_power_sleeps_total[2m]) > 0", "asleep: {{worker}}", ""),
-        _annotation("Wake", "green", "changes(vmstation_power_wakes_total[2m]) > 0", "awake: {{worker}}", ""),
+        # From the event's time, not a counter's change: the first sleep's counter appears at 1, with no change.
+        _annotation("Sleep", "blue", "time() - vmstation_power_sleep_end_timestamp_seconds < 120",
+                    "asleep: {{worker}}", ""),
+        _annotation("Wake", "green", "time() - vmstation_power_wake_end_timestamp_seconds < 120",
+                    "awake: {{worker}}", "{{worker}} answered again"),
     ]
     return dashboard("homelab-overview", "Homelab overview", "Every node of both clusters, and who sleeps and why.",
                      nodes + power, annotations=annotations)

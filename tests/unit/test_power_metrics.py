@@ -147,3 +147,12 @@ def test_an_unreadable_record_is_bad_input_naming_the_file(tmp_path, capsys):
     assert f"{state}: power event record unreadable" in capsys.readouterr().err
     with pytest.raises(InputError, match="unknown power event"):
         metrics.apply_event(metrics.PowerRecord(), "nap", ["w"], 1.0)
+
+
+def test_the_state_the_dashboards_draw_follows_the_events():
+    record, states = metrics.PowerRecord(), []
+    for moment, event in enumerate(("sleep-start", "asleep", "wake-start", "awake")):
+        record = metrics.apply_event(record, event, ["w"], float(moment + 1), seconds=0.5 if event == "awake" else None)
+        states.append(record.workers["w"].state)
+    assert states == [metrics.FALLING_ASLEEP, metrics.ASLEEP, metrics.WAKING, metrics.AWAKE]
+    assert metrics.WorkerPower().state == metrics.AWAKE

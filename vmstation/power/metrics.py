@@ -160,6 +160,20 @@ class WorkerPower:
     sleeps: int = 0
     wakes: int = 0
 
+    @property
+    def state(self) -> int:
+        """0 awake, 1 falling asleep (sleep began, not yet seen down), 2 asleep, 3 waking (packet sent)."""
+        if self.asleep:
+            return WAKING if _after(self.wake_start, self.sleep_end) else ASLEEP
+        return FALLING_ASLEEP if _after(self.sleep_start, self.sleep_end, self.wake_end) else AWAKE
+
+
+AWAKE, FALLING_ASLEEP, ASLEEP, WAKING = 0, 1, 2, 3
+
+
+def _after(moment: float | None, *others: float | None) -> bool:
+    return moment is not None and all(other is None or moment > other for other in others)
+
 
 @dataclass(frozen=True)
 class PowerRecord:
@@ -203,6 +217,8 @@ def power_families(record: PowerRecord) -> list[Family]:
                      if getattr(w, attribute) is not None)
 
     return [
+        Family("vmstation_power_state", "0 awake, 1 falling asleep (drained, not yet seen down), 2 asleep, "
+               "3 waking (magic packet sent, not yet answering).", each("state")),
         Family("vmstation_power_asleep", "1 while vmstation has put the worker to sleep, 0 once it woke it.",
                each("asleep")),
         Family("vmstation_power_sleep_start_timestamp_seconds", "When the last sleep began (Unix time).",
