@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.unit.conftest import homelab_inventory
-from vmstation import dashboards, versions
-from vmstation.templates import render
+from vmstation import dashboards
 from vmstation.testing import prometheus_lab
 
 # Sources that do not exist on this machine: a query naming one of them is not expected to return series.
@@ -27,26 +25,12 @@ ABSENT_HERE = re.compile(r"\b(kube_\w+|container_\w+|kubelet_\w+)")
 VARIABLES = {"cluster": "rke2-homelab"}
 
 
-def rendered_federation() -> tuple[dict, dict]:
-    """The federate-rke2 job of the Debian prometheus.yml and the global section of the RKE2 one, as rendered."""
-    inventory = homelab_inventory()
-    values = {"inventory": inventory, "versions": versions.as_dict()}
-    master, server = inventory.host("masternode"), inventory.host("homelab")
-    debian = yaml.safe_load(render("apps/prometheus.yml.j2", host=master, cluster=inventory.cluster("debian"),
-                                   **values))
-    (federate,) = [job for job in debian["scrape_configs"] if job["job_name"] == "federate-rke2"]
-    rke2_configmap = yaml.safe_load(render("rke2-monitoring/prometheus-config.yaml.j2", host=server,
-                                           cluster=inventory.cluster(server.cluster), **values))
-    rke2 = yaml.safe_load(rke2_configmap["data"]["prometheus.yml"])
-    return federate, {"external_labels": rke2["global"]["external_labels"]}
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     missing = prometheus_lab.missing_tools()
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (Debian packages prometheus, prometheus-node-exporter)")
-    federate, rke2_global = rendered_federation()
+    federate, rke2_global = prometheus_lab.rendered_federation(homelab_inventory())
     running = prometheus_lab.start_lab(tmp_path_factory.mktemp("prometheus-lab"), federate, rke2_global)
     try:
         started = time.time()

@@ -34,6 +34,24 @@ PROMETHEUS = "prometheus"
 READY_TIMEOUT = 30.0
 
 
+def rendered_federation(inventory) -> tuple[dict, dict]:
+    """The federate-rke2 job of the Debian prometheus.yml and the global section of the RKE2 one, as the
+    templates render them for ``inventory`` (its first kubeadm control plane and first RKE2 server)."""
+    from vmstation import versions
+    from vmstation.templates import render
+
+    master = next(h for h in inventory.hosts if h.has_role("control-plane"))
+    server = next(h for h in inventory.hosts if h.has_role("server"))
+    values = {"inventory": inventory, "versions": versions.as_dict()}
+    debian = yaml.safe_load(render("apps/prometheus.yml.j2", host=master, cluster=inventory.cluster(master.cluster),
+                                   **values))
+    (federate,) = [job for job in debian["scrape_configs"] if job["job_name"] == "federate-rke2"]
+    rke2_configmap = yaml.safe_load(render("rke2-monitoring/prometheus-config.yaml.j2", host=server,
+                                           cluster=inventory.cluster(server.cluster), **values))
+    rke2 = yaml.safe_load(rke2_configmap["data"]["prometheus.yml"])
+    return federate, {"external_labels": rke2["global"]["external_labels"]}
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in (PROMETHEUS, NODE_EXPORTER) if shutil.which(tool) is None]
 
