@@ -33,6 +33,7 @@ NODE_EXPORTER = 'job="node-exporter"'
 # Interfaces that are not the node's own link: loopback, pod veths, CNI bridges and overlays.
 VIRTUAL_NICS = 'device!~"lo|veth.*|cni.*|flannel.*|cali.*|tunl.*|vxlan.*|docker.*|virbr.*"'
 GRID_WIDTH = 24
+GRAFANA_NODE_PORT = 30300    # templates/apps/grafana.yaml.j2's Service
 
 
 @dataclass(frozen=True)
@@ -410,3 +411,21 @@ def provisioned(inventory, cluster) -> list[dict]:
 
     return [{"uid": board["uid"], "title": board["title"], "configmap": f"grafana-dashboard-{board['uid']}",
              "json": json.dumps(board, indent=2, sort_keys=True)} for board in build(inventory, cluster)]
+
+
+def grafana_hint(inventory) -> str:
+    """Where Grafana answers on the homelab ``inventory`` describes, and how to read its admin password."""
+    from pathlib import Path
+
+    lines = []
+    for cluster in inventory.clusters_of_kind("kubeadm"):
+        master = next((h for h in inventory.hosts_of(cluster.name) if h.has_role("control-plane")), None)
+        if master is None:
+            continue
+        host = f"[{master.address}]" if ":" in master.address else master.address
+        admin = Path(inventory.path).resolve().parent / ".vmstation" / "artifacts" / cluster.name / "admin.conf"
+        lines += [f"Grafana of {cluster.name}: http://{host}:{GRAFANA_NODE_PORT}/  (user admin; dashboards in the "
+                  f"folder {FOLDER}, the homelab overview is the home page)",
+                  f"  password: kubectl --kubeconfig {admin} -n monitoring get secret grafana-admin "
+                  "-o jsonpath='{.data.admin-password}' | base64 -d"]
+    return "\n".join(lines)

@@ -205,3 +205,11 @@ def test_every_logql_expression_parses():
 def test_the_logql_grammar_rejects_broken_queries(broken):
     with pytest.raises(LogQLError):
         parse(broken)
+
+
+def test_the_demo_names_the_grafana_address_of_the_homelab_and_how_to_log_in():
+    service = by_name(rendered("apps/grafana.yaml.j2"), "Service", "grafana")
+    assert service["spec"]["ports"][0]["nodePort"] == dashboards.GRAFANA_NODE_PORT
+    hint = dashboards.grafana_hint(homelab_inventory())
+    assert f"http://192.168.4.63:{dashboards.GRAFANA_NODE_PORT}/" in hint
+    assert "get secret grafana-admin" in hint and "admin.conf" in hint
