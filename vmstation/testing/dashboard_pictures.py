@@ -27,6 +27,7 @@ ABSENT_HERE = {"kube_": "kube-state-metrics\n(needs a cluster)", "container_": "
                "node_hwmon": "hwmon sensors\n(none on this machine)"}
 PICTURES = ("homelab-overview", "rke2-cluster", "jellyfin")     # the others draw only from a cluster or Loki
 VARIABLES = {"cluster": "rke2-homelab", "__rate_interval": "30s"}
+STEP = 5     # seconds between the points of a time series
 ROW_INCHES, COLUMN_INCHES, DPI = 0.33, 0.62, 64
 COLOURS = {"green": "#56a64b", "red": "#e02f44", "blue": "#3274d9", "light-blue": "#8ab8ff", "yellow": "#f2cc0c",
            "orange": "#ff9830"}
@@ -128,13 +129,15 @@ def _timeseries(lab, axes, panel, exprs, window, marks) -> None:
     for target, expr in zip(panel["targets"], exprs, strict=True):
         if any(prefix in expr for prefix in ABSENT_HERE):
             continue
-        for series in lab.query_range(expr, *window, step=5):
-            times = [float(t) - window[0] for t, _ in series["values"]]
-            values = [float(v) for _, v in series["values"]]
-            axes.plot([t / 60 for t in times], values, linewidth=1.2, label=_legend(target, series["metric"]))
+        for series in lab.query_range(expr, *window, step=STEP):
+            minutes, values = _with_gaps(series["values"], window[0])
+            axes.plot(minutes, values, linewidth=1.2, label=_legend(target, series["metric"]))
             drawn += 1
-    _marks(axes, marks, window)
-    unit = panel["fieldConfig"]["defaults"].get("unit", "")
+    _marks(axes, marks, window, labels=False)
+    defaults = panel["fieldConfig"]["defaults"]
+    axes.set_ylim(defaults.get("min"), defaults.get("max"))      # as Grafana draws it: 0 to 100 for percentages
+    axes.set_xlim(0, (window[1] - window[0]) / 60)
+    unit = defaults.get("unit", "")
     axes.set_ylabel({"percent": "%", "Bps": "bytes/s", "celsius": "°C"}.get(unit, unit), fontsize=8)
     axes.set_xlabel("minutes", fontsize=8)
     axes.tick_params(labelsize=7)
@@ -197,9 +200,25 @@ def _annotation_marks(lab, board, window) -> list[tuple[float, str]]:
     return sorted(marks)
 
 
-def _marks(axes, marks, window) -> None:
+def _with_gaps(values: list, start: float) -> tuple[list[float], list[float]]:
+    """Minutes and values, with a break where samples are missing (a sleeping node), as Grafana leaves a gap."""
+    minutes, numbers, previous = [], [], None
+    for moment, value in values:
+        moment = float(moment)
+        if previous is not None and moment - previous > 1.5 * STEP:
+            minutes.append((previous + STEP - start) / 60)
+            numbers.append(float("nan"))
+        minutes.append((moment - start) / 60)
+        numbers.append(float(value))
+        previous = moment
+    return minutes, numbers
+
+
+def _marks(axes, marks, window, labels: bool = True) -> None:
     for moment, title in marks:
         axes.axvline((moment - window[0]) / 60, color="#ff9830", linewidth=0.8, linestyle="--")
+        if not labels:
+            continue
         axes.annotate(title, ((moment - window[0]) / 60, 1), xycoords=("data", "axes fraction"), fontsize=6,
                       rotation=90, va="top", ha="right", color="#b35c00")
 
