@@ -250,7 +250,10 @@ def wake_send(ctx: HostContext):
     script = wol.remote_send_script([h.mac for h in hosts], power.wol_broadcast or LIMITED_BROADCAST,
                                     power.wol_port, interface)
     yield Check(f"(\n{script})", "magic packets for " + ", ".join(h.name for h in hosts), capture=SENT)
-    yield Command(power_event("wake-start", hosts), "record the wake's start for the dashboards")
+    # wake.send runs alone (its packets must not wait for power.tools): the record needs the module that
+    # deploy-debian installed, and is skipped with that reason where it is missing.
+    yield Command(power_event("wake-start", hosts), "record the wake's start for the dashboards",
+                  onlyif=sh("test -f {}", f"{LIB_DIR}/vmstation/power/metrics.py"))
 
 
 def wake_rejoin(ctx: HostContext):
@@ -363,7 +366,7 @@ PHASES = [
     Phase("sleep.record", "the workers seen down, recorded asleep", control_planes, sleep_record,
           needs=("sleep.power-off",), volatile=True),
     Phase("wake.send", "Wake-on-LAN magic packets from the control plane", control_planes, wake_send,
-          needs=("power.tools",), volatile=True),
+          volatile=True),
     Phase("wake.rejoin", "nodes Ready, uncordoned, workloads scaled back", control_planes, wake_rejoin,
           needs=("power.tools",), volatile=True),
 ]

@@ -182,7 +182,7 @@ def idle_decision(session, inventory) -> dict | None:
 def _send_from_sender(session, inventory, values) -> int:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, "wake", only=("power.tools", "wake.send"), values=values)
+    result, captured = run_power_target(session, "wake", only=("wake.send",), values=values)
     for line in captured.get(power.SENT, "").splitlines():
         _echo(f"  {line}")
     return result.exit_code
