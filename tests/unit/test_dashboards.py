@@ -213,3 +213,16 @@ def test_the_demo_names_the_grafana_address_of_the_homelab_and_how_to_log_in():
     hint = dashboards.grafana_hint(homelab_inventory())
     assert f"http://192.168.4.63:{dashboards.GRAFANA_NODE_PORT}/" in hint
     assert "get secret grafana-admin" in hint and "admin.conf" in hint
+
+
+def test_node_exporter_reads_the_textfile_directory_vmstation_writes_through_the_hosts_root():
+    from vmstation.power import metrics
+
+    (daemonset,) = rendered("apps/node-exporter.yaml.j2")
+    container = daemonset["spec"]["template"]["spec"]["containers"][0]
+    root = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--path.rootfs="))
+    assert f"--collector.textfile.directory={root}{metrics.TEXTFILE_DIR}" in container["args"]
+    assert {"name": "root", "mountPath": root, "readOnly": True,
+            "mountPropagation": "HostToContainer"} in container["volumeMounts"]
+    assert metrics.IDLE_TEXTFILE.startswith(metrics.TEXTFILE_DIR + "/")
+    assert metrics.POWER_TEXTFILE.startswith(metrics.TEXTFILE_DIR + "/")
