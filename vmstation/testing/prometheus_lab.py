@@ -17,6 +17,7 @@ Used by tests/integration/test_dashboards_prometheus.py and docs/dashboards/rend
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import socket
 import subprocess
@@ -99,6 +100,8 @@ class Lab:
         return _get(f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params))["result"]
 
     def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict]:
+        """Evaluated at ``end`` and every ``step`` before it back to ``start``: the newest samples always count."""
+        start = end - step * math.ceil((end - start) / step)
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return _get(f"{self.url}/api/v1/query_range?" + urllib.parse.urlencode(params))["result"]
 
