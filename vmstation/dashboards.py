@@ -270,7 +270,7 @@ def jellyfin(jellyfin_node: str | None) -> dict:
 
 
 def logs() -> dict:
-    selected = 'namespace=~"$namespace"'
+    selected = 'namespace=~"$namespace", pod=~"$pod"'
     search = '|~ "(?i)$search"'
     panels = [
         Panel("timeseries", "Log lines", "Lines per interval by namespace that match the search.",
@@ -280,18 +280,23 @@ def logs() -> dict:
               (Query(f'sum by (namespace) (count_over_time({{{selected}}} |~ "(?i)(error|warn|fail|panic)" '
                      f'[$__interval]))', "{{namespace}}", source="loki"),)),
         Panel("logs", "$namespace", "The namespace's pod logs (Promtail to Loki), filtered by the search.",
-              (Query(f'{{namespace="$namespace"}} {search}', source="loki"),), width=24, height=10,
+              (Query(f'{{namespace="$namespace", pod=~"$pod"}} {search}', source="loki"),), width=24, height=10,
               repeat="namespace"),
     ]
     variables = [
         {"name": "namespace", "label": "Namespace", "type": "query", "datasource": LOKI,
          "definition": "label_values(namespace)",
          "query": {"type": 1, "label": "namespace", "refId": "LokiVariableQueryEditor-VariableQuery"},
-         "refresh": 2, "includeAll": True, "multi": True, "current": {}},
+         "refresh": 2, "includeAll": True, "multi": True, "allValue": ".+", "current": {}},
+        {"name": "pod", "label": "Pod", "type": "query", "datasource": LOKI,
+         "definition": 'label_values({namespace=~"$namespace"}, pod)',
+         "query": {"type": 1, "label": "pod", "stream": '{namespace=~"$namespace"}',
+                   "refId": "LokiVariableQueryEditor-VariableQuery"},
+         "refresh": 2, "includeAll": True, "multi": True, "allValue": ".+", "current": {}},
         {"name": "search", "label": "Search (regular expression)", "type": "textbox", "query": "",
          "current": {"text": "", "value": ""}},
     ]
-    return dashboard("homelab-logs", "Logs", "Pod logs of every namespace, with a search.", panels,
+    return dashboard("homelab-logs", "Logs", "Pod logs of every namespace, by pod, with a search.", panels,
                      variables=variables)
 
 

@@ -29,7 +29,7 @@ from vmstation.templates import render
 
 UID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 # What a check fills the dashboards' own variables with (Grafana's come from dashboards.BUILTINS).
-VARIABLES = {"cluster": "rke2-homelab", "namespace": "jellyfin", "search": "error"}
+VARIABLES = {"cluster": "rke2-homelab", "namespace": "jellyfin", "pod": ".+", "search": "error"}
 
 
 def rendered(name: str) -> list[dict]:
