@@ -6,6 +6,7 @@ and exit codes belong to the callers. Nothing here is specific to click.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,23 @@ class Session:
 
     @classmethod
     def from_environment(cls, **overrides) -> "Session":
-        path = overrides.pop("inventory_path", None) or os.environ.get("VMSTATION_INVENTORY") or DEFAULT_INVENTORY
+        """The options given, else the environment, else hosts.toml found from here upward (as fab finds its
+        fabfile)."""
+        path = overrides.pop("inventory_path", None) or os.environ.get("VMSTATION_INVENTORY") or find_inventory()
         return cls(inventory_path=path, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def find_inventory(start: Path | None = None) -> str:
+    """hosts.toml in ``start`` (the current directory) or the nearest directory above that has one."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / DEFAULT_INVENTORY
+        if candidate.is_file():
+            return str(candidate if directory != here else Path(DEFAULT_INVENTORY))
+    from vmstation.errors import InventoryError
+
+    raise InventoryError(DEFAULT_INVENTORY, f"file not found in {here} or any directory above it; give -i PATH, "
+                         "set VMSTATION_INVENTORY, or make one with `vmstation init`")
 
 
 def load_inventory(session: Session):
@@ -40,21 +56,29 @@ def open_secrets(session: Session, inventory):
     return SecretStore.open(inventory, password_file=session.vault_password_file)
 
 
-def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, limit=(),
+def ssh_options(session: Session, inventory):
+    from vmstation.transport import SshOptions
+
+    return SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
+                      trust_new_host_keys=session.trust_new_host_keys, ssh_config=session.ssh_config)
+
+
+def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, skip=(), limit=(),
                resume: bool = False, forks: int = 32, listener=None, values: dict | None = None):
     """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
 
-    ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets the
-    caller read what the run captured.
+    ``limit``: host names, globs, cluster names or roles. ``skip``: phases left out of what --only/--from
+    chose. ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets
+    the caller read what the run captured.
     """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
     from vmstation.targets import build_graph
-    from vmstation.transport import SshOptions
 
     inventory = load_inventory(session)
-    _check_limit(inventory, limit)
+    limit = resolve_limit(inventory, limit)
     graph = build_graph()
+    only, start_from = _phases_without(graph, target, only, start_from, skip)
     secrets = open_secrets(session, inventory)
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
@@ -63,12 +87,96 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
         from vmstation.offline import preflight
 
         preflight(inventory, target, limit, values)
+    if listener:   # the inventory and secrets are good: say which inventory before any host is touched
+        listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
-                         resume=resume, forks=forks,
-                         ssh=SshOptions(known_hosts=os.path.expanduser(inventory.known_hosts),
-                                        trust_new_host_keys=session.trust_new_host_keys,
-                                        ssh_config=session.ssh_config))
+                         resume=resume, forks=forks, ssh=ssh_options(session, inventory))
     return run(graph, run_ctx, options, listener)
+
+
+def list_phases(target: str | None = None) -> list[str]:
+    """``TARGET: description`` then its phases in run order, one line each (every target when None)."""
+    from vmstation.targets import build_graph
+
+    graph = build_graph()
+    lines: list[str] = []
+    for name in [target] if target else sorted(graph.targets):
+        phases = graph.order(name)
+        width = max(len(p.name) for p in phases)
+        lines.append(f"{name}: {graph.targets[name].description}")
+        lines += [f"  {p.name.ljust(width)}  {p.title}" for p in phases]
+    return lines
+
+
+def check_inventory(session: Session, open_vault: bool = False) -> tuple[list[str], str]:
+    """Every problem of the inventory, one line each (and, with ``open_vault``, of the vault it refers to)."""
+    from vmstation.errors import InputError
+    from vmstation.inventory import problems_of
+
+    try:
+        path = session.inventory_path
+        problems, inventory = problems_of(path)
+    except InputError as exc:
+        return [str(exc)], ""
+    if inventory is not None and open_vault and not problems:
+        problems += _vault_problems(session, inventory)
+    if problems:
+        return problems, ""
+    return [], f"{path}: ok ({len(inventory.hosts)} hosts, {len(inventory.clusters)} clusters)"
+
+
+def trust_hosts(session: Session, names) -> list[tuple[str, str]]:
+    """Connect to each named host once, recording a key seen for the first time; (name, what happened)."""
+    from vmstation.errors import HostError
+    from vmstation.transport import connect
+
+    inventory = load_inventory(session)
+    hosts = [inventory.host(name) for name in resolve_limit(inventory, names)]
+    options = ssh_options(session, inventory)
+    secrets = None
+    outcome = []
+    for host in hosts:
+        try:
+            password = None
+            if not host.is_root and host.become_password:
+                secrets = secrets or open_secrets(session, inventory)
+                password = secrets.resolve(host.become_password)
+            before = _lines_in(options.known_hosts)
+            connect(host, options, password).close()
+            recorded = _lines_in(options.known_hosts) > before
+            outcome.append((host.name, f"key recorded in {options.known_hosts}" if recorded
+                            else f"key already in {options.known_hosts}"))
+        except HostError as exc:
+            outcome.append((host.name, f"FAILED: {exc.message}"))
+    return outcome
+
+
+def _lines_in(path: str) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def resolve_limit(inventory, patterns) -> tuple[str, ...]:
+    """Host names from --limit patterns: a host name, a glob over names (``storage*``), a cluster name or a role.
+
+    Every pattern must match at least one host, so a typo is bad input, not an empty run.
+    """
+    from vmstation.errors import InventoryError
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [h.name for h in inventory.hosts
+                   if fnmatch.fnmatchcase(h.name, pattern) or h.cluster == pattern or pattern in h.roles]
+        if not matched:
+            names = ", ".join(h.name for h in inventory.hosts)
+            clusters = ", ".join(c.name for c in inventory.clusters)
+            raise InventoryError(inventory.path, f"--limit names unknown host {pattern!r} (no host, glob, cluster "
+                                 f"or role matches); known: {names}; clusters: {clusters}", host=pattern)
+        chosen += [name for name in matched if name not in chosen]
+    return tuple(chosen)
 
 
 def render_target(session: Session, target: str, out_dir: str) -> list[Path]:
@@ -79,14 +187,42 @@ def render_target(session: Session, target: str, out_dir: str) -> list[Path]:
     return render_files(inventory, target, Path(out_dir))
 
 
-def _check_limit(inventory, limit) -> None:
-    from vmstation.errors import InventoryError
+def _phases_without(graph, target, only, start_from, skip):
+    """--skip as the --only list of what --only/--from chose, less the skipped phases (checked names)."""
+    if not skip:
+        return tuple(only), start_from
+    from vmstation.errors import GraphError
 
-    names = {h.name for h in inventory.hosts}
-    for name in limit:
-        if name not in names:
-            raise InventoryError(inventory.path, f"--limit names unknown host {name!r}; known: "
-                                 f"{', '.join(sorted(names))}", host=name)
+    chosen = [p.name for p in graph.order(target, only, start_from)]
+    every = [p.name for p in graph.order(target)]
+    for name in skip:
+        if name not in every:
+            raise GraphError(f"--skip: phase {name!r} is not part of target {target!r}; its phases are: "
+                             f"{', '.join(every)}")
+    kept = tuple(name for name in chosen if name not in skip)
+    if not kept:
+        raise GraphError(f"--skip leaves no phase of {target!r} to run")
+    return kept, None
+
+
+def _vault_problems(session: Session, inventory) -> list[str]:
+    """Open the vault and resolve every reference of the inventory: one line per reference that fails."""
+    from vmstation.errors import InputError
+
+    references = [(f"host {h.name!r}: key 'become_password'", h.become_password)
+                  for h in inventory.hosts if h.become_password]
+    if inventory.power.jellyfin_api_key:
+        references.append(("key 'power.jellyfin_api_key'", inventory.power.jellyfin_api_key))
+    store = open_secrets(session, inventory)
+    problems: list[str] = []
+    for where, reference in references:
+        try:
+            store.resolve(reference)
+        except InputError as exc:
+            line = str(exc) if "no secret named" not in str(exc) else f"{inventory.path}: {where}: {exc}"
+            if line not in problems:
+                problems.append(line)
+    return problems
 
 
 def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:

@@ -39,6 +39,7 @@ class InventoryError(InputError):
 
     def __init__(self, path: str, message: str, host: str | None = None, key: str | None = None):
         self.path, self.host, self.key, self.message = str(path), host, key, message
+        self.problems: list[InventoryError] = [self]     # every broken rule found with this one (first is self)
         super().__init__(self._one_line())
 
     def _one_line(self) -> str:
@@ -73,7 +74,11 @@ class HostError(VmstationError):
 
 
 class ConnectError(HostError):
-    """The host cannot be reached or logged in to."""
+    """The host cannot be reached or logged in to. ``transient``: worth another attempt (a timeout, a reset)."""
+
+    def __init__(self, host: str, message: str, transient: bool = True):
+        self.transient = transient
+        super().__init__(host, message)
 
 
 class HostKeyError(ConnectError):

@@ -7,10 +7,12 @@ the key (``vmstation.errors.InventoryError``). Secrets are references
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import ipaddress
 import re
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,6 +43,10 @@ class Host:
     media_path: str | None = None  # Jellyfin media on this host (storage worker)
     apt_proxy: str | None = None   # http://host:port used by apt on this host
     os_family: str | None = None   # "debian" | "rhel"; None = detect from /etc/os-release
+    jellyfin_certificate: str | None = None   # PKCS#12 file on the Jellyfin host: publishes HTTPS (8920/30920)
+    # which of ssh_user, ssh_port, ssh_key hosts.toml set (here or in [defaults]); ssh_config fills the others
+    ssh_set: frozenset[str] = field(default=frozenset({"ssh_user", "ssh_port", "ssh_key"}), compare=False,
+                                    metadata={"derived": True})
 
     @property
     def is_root(self) -> bool:
@@ -60,10 +66,13 @@ class Cluster:
     api_endpoint: str                      # "192.168.4.63:6443"
     cni: str                               # "flannel" (kubeadm) | "canal" (rke2)
     cri_socket: str = "unix:///var/run/containerd/containerd.sock"
-    containerd_source: str = "debian"      # "debian" | "docker" | "tarball" (kubeadm only)
+    containerd_source: str = "docker"      # "debian" | "docker" | "tarball" (kubeadm only)
     artifacts_dir: str | None = None       # air-gapped installs: directory on the operator's machine
-    firewall: str = "open-ports"           # "open-ports" | "disabled" (rke2 on RHEL: firewalld)
+    firewall: str = "disabled"             # "disabled" | "open-ports" (rke2 on RHEL: firewalld, see rke2 docs)
     dns_domain: str = "cluster.local"
+    selinux: bool = True                   # rke2: `selinux: true` in config.yaml on RHEL (needs rke2-selinux)
+    proxy_mode: str = "nftables"           # kubeadm: kube-proxy mode and Flannel's EnableNFTables together
+    accept_old_containerd: bool = False    # kubeadm: run a containerd below the floor for its Kubernetes
 
 
 @dataclass(frozen=True)
@@ -131,19 +140,23 @@ _VERSION_FORMS = {
     "kubeadm": (re.compile(r"^\d+\.\d+\.\d+\Z"), "a Kubernetes version like '1.29.15' (no leading 'v')"),
     "rke2": (re.compile(r"^v\d+\.\d+\.\d+\+rke2r\d+\Z"), "an RKE2 release like 'v1.29.15+rke2r1'"),
 }
+# Keys one cluster kind must not set (the other kind's): [clusters.X] with kind = "rke2" and proxy_mode is refused.
+_KIND_ONLY_KEYS = {"rke2": ("containerd_source", "proxy_mode", "accept_old_containerd"), "kubeadm": ("selinux",)}
 _TOP_KINDS = {"vault": "string", "known_hosts": "string", "defaults": "table", "power": "table",
               "clusters": "table", "hosts": "table"}
 _DEFAULT_KINDS = {"ssh_user": "string", "ssh_key": "string", "ssh_port": "integer", "known_hosts": "string"}
 _REQUIRED = {"host": ("address", "cluster", "roles"), "cluster": ("kind",)}
+_SSH_KEYS = ("ssh_user", "ssh_port", "ssh_key")
 _DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,253}}\Z){_DNS_LABEL}(\.{_DNS_LABEL})*\Z")
 _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
 
 
 def load(path: str | Path) -> Inventory:
-    """Read and check ``path``; raise InventoryError naming the file, host and key of the first broken rule."""
+    """Read and check ``path``; raise InventoryError naming the file, host and key of the first broken rule
+    (its ``problems`` holds every one, for ``inventory check``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")    # a UTF-8 BOM (Windows editors) is not content
     except FileNotFoundError:
         raise InventoryError(str(path), "file not found") from None
     except UnicodeDecodeError:
@@ -153,8 +166,30 @@ def load(path: str | Path) -> Inventory:
     return load_text(text, str(path))
 
 
+def problems_of(path: str | Path) -> tuple[list[str], Inventory | None]:
+    """Every broken rule of ``path``, one line each, and the inventory when there is none."""
+    try:
+        return [], load(path)
+    except InventoryError as exc:
+        return [str(problem) for problem in exc.problems], None
+
+
 def load_text(text: str, path: str = "hosts.toml") -> Inventory:
-    """Check an inventory given as text; ``path`` is only used in messages and to find the vault."""
+    """Check an inventory given as text; ``path`` is only used in messages and to find the vault.
+
+    Each host, cluster and section is checked on its own and every broken rule is collected; the first is
+    raised, carrying the others (``InventoryError.problems``), so one run of ``inventory check`` shows all.
+    """
+    with _collecting(path) as problems:
+        inventory = _load_checked(text.removeprefix("\ufeff"), path)
+    if problems:
+        first = problems[0]
+        first.problems = list(problems)
+        raise first
+    return inventory
+
+
+def _load_checked(text: str, path: str) -> Inventory | None:
     data = _parse_toml(text, path)
     top = _Place(path)
     _check_keys(top, data, _TOP_KINDS)
@@ -164,18 +199,24 @@ def load_text(text: str, path: str = "hosts.toml") -> Inventory:
     defaults = _checked(_Place(path, prefix="defaults."), _table(top, data, "defaults"), _DEFAULT_KINDS)
     known_hosts = _known_hosts(top, data, defaults)
     cluster_tables = _named_tables(top, data, "clusters")
-    kinds = {name: _cluster_kind(_Place(path, prefix=f"clusters.{name}."), table)
+    kinds = {name: _kept(_cluster_kind, _Place(path, prefix=f"clusters.{name}."), table)
              for name, table in cluster_tables.items()}
-    hosts = tuple(_host(_Place(path, host=name), name, table, defaults, kinds)
-                  for name, table in _named_tables(top, data, "hosts").items())
-    clusters = tuple(_cluster(_Place(path, prefix=f"clusters.{name}."), name, table, hosts)
-                     for name, table in cluster_tables.items())
-    power = Power(**_checked(_Place(path, prefix="power."), _table(top, data, "power"), _kinds_of(Power)))
+    kinds = {name: kind for name, kind in kinds.items() if kind is not None}
+    host_tables = _named_tables(top, data, "hosts")
+    hosts = tuple(h for h in (_kept(_host, _Place(path, host=name), name, table, defaults, kinds)
+                              for name, table in host_tables.items()) if h is not None)
+    broken = {t.get("cluster") for name, t in host_tables.items() if isinstance(t, dict)} - {h.cluster for h in hosts}
+    clusters = tuple(c for c in (_kept(_cluster, _Place(path, prefix=f"clusters.{name}."), name, table, hosts)
+                                 for name, table in cluster_tables.items()
+                                 if name in kinds and (name not in broken or any(h.cluster == name for h in hosts)))
+                     if c is not None)
+    power = Power(**(_kept(_checked, _Place(path, prefix="power."), _table(top, data, "power"), _kinds_of(Power))
+                     or {}))
     inventory = Inventory(path=path, hosts=hosts, clusters=clusters, power=power,
                           vault=data.get("vault"), known_hosts=known_hosts)
-    _check_unique(inventory, "address")
-    _check_unique(inventory, "mac")
-    _check_secret_references(inventory)
+    _kept(_check_unique, inventory, "address")
+    _kept(_check_unique, inventory, "mac")
+    _kept(_check_secret_references, inventory)
     return inventory
 
 
@@ -193,6 +234,36 @@ def parse_mac(text: str) -> str:
     if mac == "00:00:00:00:00:00":
         raise ValueError("00:00:00:00:00:00 is not a network card's address")
     return mac
+
+
+# --- collecting every broken rule ---------------------------------------------
+
+_PROBLEMS: contextvars.ContextVar[list[InventoryError] | None] = contextvars.ContextVar("problems", default=None)
+
+
+@contextmanager
+def _collecting(path: str):
+    """Collect the InventoryErrors of independent checks (``_kept``) instead of stopping at the first."""
+    problems: list[InventoryError] = []
+    token = _PROBLEMS.set(problems)
+    try:
+        yield problems
+    except InventoryError as exc:      # a rule that stops everything after it (TOML syntax, no hosts at all)
+        problems.append(exc)
+    finally:
+        _PROBLEMS.reset(token)
+
+
+def _kept(check, *args):
+    """``check(*args)``, or None with its error collected: the checks after it still run."""
+    problems = _PROBLEMS.get()
+    try:
+        return check(*args)
+    except InventoryError as exc:
+        if problems is None:
+            raise
+        problems.append(exc)
+        return None
 
 
 # --- sections ---------------------------------------------------------------
@@ -236,7 +307,9 @@ def _host(place: _Place, name: str, table, defaults: dict, kinds: dict[str, str]
                           "cluster")
     _check_roles(place, values["roles"], kind, values["cluster"])
     _check_sudo(place, values)
-    return Host(name=name, **values)
+    if values.get("jellyfin_certificate") and "jellyfin" not in values["roles"]:
+        raise place.error("jellyfin_certificate is for the host with role 'jellyfin'", "jellyfin_certificate")
+    return Host(name=name, **values, ssh_set=frozenset(k for k in _SSH_KEYS if k in values))
 
 
 def _cluster(place: _Place, name: str, table: dict, hosts: tuple[Host, ...]) -> Cluster:
@@ -315,6 +388,10 @@ def _check_leaders(place: _Place, kind: str, members: tuple[Host, ...]) -> tuple
     if kind == "kubeadm" and len(leaders) > 1:
         names = ", ".join(h.name for h in leaders)
         raise place.error(f"kubeadm cluster has {len(leaders)} control planes ({names}); vmstation supports one")
+    if kind == "rke2" and len(leaders) % 2 == 0:
+        names = ", ".join(h.name for h in leaders)
+        raise place.error(f"rke2 cluster has {len(leaders)} servers ({names}); etcd needs an odd number "
+                          "(docs.rke2.io/install/ha): make one of them an agent, or add a server")
     return leaders
 
 
@@ -325,9 +402,11 @@ def _check_cluster_values(place: _Place, kind: str, values: dict, table: dict) -
     if values["cni"] != _KIND_DEFAULTS[kind]["cni"]:
         raise place.error(f"cni {values['cni']!r} is not supported for {kind} (use "
                           f"{_KIND_DEFAULTS[kind]['cni']!r})", "cni")
-    if kind == "rke2" and "containerd_source" in table:
-        raise place.error("rke2 brings its own containerd; containerd_source is for kubeadm clusters",
-                          "containerd_source")
+    for key in _KIND_ONLY_KEYS[kind]:
+        if key in table:
+            other = "kubeadm" if kind == "rke2" else "rke2"
+            brings = "rke2 brings its own containerd; " if key == "containerd_source" else ""
+            raise place.error(f"{brings}{key} is for {other} clusters", key)
     if values.get("containerd_source") == "tarball" and not values.get("artifacts_dir"):
         raise place.error("containerd_source 'tarball' needs artifacts_dir (where the release tarball is)",
                           "containerd_source")
@@ -377,14 +456,22 @@ def _endpoint_of(host: Host) -> str:
 def _checked(place: _Place, table: dict, kinds: dict[str, str]) -> dict:
     """Check keys and types of one table and run each value's own rule; return the normalised values."""
     _check_keys(place, table, kinds)
-    values = {}
+    values, errors = {}, []
     for key, value in table.items():
-        _check_type(place, key, value, kinds[key])
-        check = _VALUE_RULES.get(key)
         try:
+            _check_type(place, key, value, kinds[key])
+            check = _VALUE_RULES.get(key)
             values[key] = check(value) if check else value
         except ValueError as exc:
-            raise place.error(str(exc), key) from None
+            errors.append(place.error(str(exc), key))
+        except InventoryError as exc:
+            errors.append(exc)
+    if errors:
+        collector = _PROBLEMS.get()
+        if collector is None:
+            raise errors[0]
+        collector.extend(errors[:-1])     # every bad key of the table, in order; the last is raised
+        raise errors[-1]
     return values
 
 
@@ -413,7 +500,7 @@ def _kinds_of(cls) -> dict[str, str]:
     """The allowed keys of a section and their TOML types, read from the dataclass (the contract)."""
     by_annotation = {"str": "string", "str | None": "string", "int": "integer", "bool": "boolean",
                      "float": "number", "tuple[str, ...]": "array"}
-    return {f.name: by_annotation[f.type] for f in fields(cls) if f.name != "name"}
+    return {f.name: by_annotation[f.type] for f in fields(cls) if f.name != "name" and not f.metadata.get("derived")}
 
 
 _ARTICLES = {"string": "a string", "integer": "an integer", "boolean": "a boolean", "number": "a number",
@@ -551,3 +638,8 @@ _VALUE_RULES = {
     "idle_hours": _bounded(0, 24 * 365, "a number of hours above 0"),
     "cpu_threshold_percent": _bounded(0, 100, "a percentage above 0 and at most 100"),
 }
+# The clusters as they really install: kube-proxy's mode, Jellyfin's certificate.
+_VALUE_RULES.update({
+    "proxy_mode": _one_of("nftables", "iptables"),
+    "jellyfin_certificate": _matching(r"/.*", "an absolute path"),
+})

@@ -8,23 +8,47 @@ the summary are plain text built from outcomes, so tests can compare them.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
 from vmstation.execute import PhaseOutcome
 from vmstation.operations import CHANGE, CHECK, OK, SKIP, WARN
+from vmstation.transport import UNKNOWN_KEY
 
 SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">", WARN: "?"}
+BRIEF_OVER_LINES = 120             # a full plan longer than this is shown brief unless --diff asks for it
+OWN_FILES = "file /usr/local/lib/vmstation/"     # the engine's own modules it ships for the idle check
+UNREACHABLE = "unreachable earlier in this run: "
+KEY_IN_MESSAGE = re.compile(r"for (?P<address>\S+)(?P<hop> \(its ProxyJump hop[^)]*\))? \((?P<key>[^)]*)\)")
+KEY_NOTE = "unknown host key (its fingerprint is listed at the end)"
 STATUS_WORDS = {"ok": "ok", "changed": "changed", "failed": "FAILED", "blocked": "blocked",
                 "unsupported": "cannot run here", "resumed": "done earlier", "planned": "planned"}
 
 
-def format_plan(outcomes: list[PhaseOutcome], show_unchanged: bool = False) -> str:
-    """Per host and phase: each file's unified diff and each command that would run."""
+def format_plan(outcomes: list[PhaseOutcome], show_unchanged: bool = False, full: bool | None = True,
+                verbose: int = 0) -> str:
+    """Per host and phase what would change.
+
+    ``full``: each file's unified diff and each command; False: one line per change with its +/- line
+    counts; None (what the CLI passes without --diff): full unless longer than BRIEF_OVER_LINES, then brief. The files
+    the engine ships for itself are one line per phase unless ``verbose``.
+    """
+    text = _full_plan(outcomes, show_unchanged, verbose)
+    if full or (full is None and text.count("\n") <= BRIEF_OVER_LINES):
+        return text
+    brief = _brief_plan(outcomes, verbose)
+    if full is None:
+        brief += f"(brief plan: the full one is {text.count(chr(10))} lines; --diff shows it)\n"
+    return brief
+
+
+def _full_plan(outcomes: list[PhaseOutcome], show_unchanged: bool, verbose: int) -> str:
     out: list[str] = []
     for outcome in outcomes:
         out.append(f"== {outcome.phase} @ {outcome.host}: {_plan_headline(outcome)}")
-        for step in outcome.steps:
+        steps, own = _own_files_apart(outcome.steps, verbose)
+        for step in steps:
             if step.status == OK and not show_unchanged:
                 continue
             out.append(f"  {SYMBOLS[step.status]} {step.label}" + (f"  ({step.reason})" if step.reason else ""))
@@ -34,31 +58,124 @@ def format_plan(outcomes: list[PhaseOutcome], show_unchanged: bool = False) -> s
                 out.append(f"      place {upload.path} mode {upload.mode} {upload.owner}:{upload.group}")
             for command in step.commands:
                 out.append("      $ " + ("(command hidden: secret)" if step.secret else command))
+        out += _own_files_line(own)
     return "\n".join(out) + "\n"
 
 
-def format_summary(outcomes: list[PhaseOutcome]) -> str:
-    """A table: phase, host, status, changed, seconds, and why (for anything not plainly done)."""
+def _brief_plan(outcomes: list[PhaseOutcome], verbose: int) -> str:
+    """One line per change: ``~ file /etc/x (+12 -3)``, ``~ command ... (2 commands)``."""
+    out: list[str] = []
+    for outcome in outcomes:
+        out.append(f"== {outcome.phase} @ {outcome.host}: {_plan_headline(outcome)}")
+        steps, own = _own_files_apart(outcome.steps, verbose)
+        for step in steps:
+            if step.status in (CHANGE, CHECK, WARN, SKIP):
+                out.append(f"  {SYMBOLS[step.status]} {step.label}{_counts(step)}")
+        out += _own_files_line(own)
+    return "\n".join(out) + "\n"
+
+
+def _counts(step) -> str:
+    if step.secret:
+        return "  (secret: content hidden)"
+    lines = step.diff.splitlines()
+    added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+    parts = [f"+{added} -{removed}"] if step.diff else []
+    if step.commands:
+        parts.append(f"{len(step.commands)} command{'s' if len(step.commands) > 1 else ''}")
+    if step.reason and not step.diff:
+        parts.append(step.reason)
+    return f"  ({', '.join(parts)})" if parts else ""
+
+
+def _own_files_apart(steps, verbose: int):
+    if verbose:
+        return list(steps), []
+    own = [s for s in steps if s.label.startswith(OWN_FILES)]
+    return [s for s in steps if not s.label.startswith(OWN_FILES)], own
+
+
+def _own_files_line(own) -> list[str]:
+    changing = [s for s in own if s.status == CHANGE]
+    if not changing:
+        return []
+    return [f"  ~ {len(changing)} of vmstation's own files for the idle check under "
+            f"{OWN_FILES.removeprefix('file ')} (-v lists them)"]
+
+
+def planned_changes(outcomes: list[PhaseOutcome]) -> int:
+    """Changes a plan found (each would be made by the same run without --plan)."""
+    return sum(o.changed for o in outcomes if o.status == "planned")
+
+
+def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = None) -> str:
+    """A table: phase, host, status, changed, seconds, and why (for anything not plainly done).
+
+    A host that could not be reached is explained once: its later rows say "as above", and an unknown host
+    key ends the summary with one line per host (its fingerprint) and the command that records them.
+    """
     rows = [("phase", "host", "status", "changed", "seconds", "note")]
+    said: dict[str, str] = {}
     for o in outcomes:
-        note = o.message or "; ".join([f"skipped {s.label}: {s.reason}" for s in o.skipped]
-                                      + [f"warning: {s.reason}" for s in o.steps if s.status == WARN])
+        note = _note(o, said)
         rows.append((o.phase, o.host, STATUS_WORDS.get(o.status, o.status), str(o.changed), f"{o.seconds:.1f}",
                      note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5] for row in rows]
     changed = sum(o.changed for o in outcomes if o.status != "planned")
+    planned = planned_changes(outcomes)
     lines.append(f"{changed} changed, {sum(o.status == 'failed' for o in outcomes)} failed, "
                  f"{sum(o.status == 'blocked' for o in outcomes)} blocked, "
-                 f"{sum(o.status == 'unsupported' for o in outcomes)} cannot run here")
+                 f"{sum(o.status == 'unsupported' for o in outcomes)} cannot run here"
+                 + (f"; the plan has {planned} changes to make" if planned else ""))
+    lines += unknown_host_keys(outcomes, inventory_path)
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def to_json(result) -> str:
+def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
+    """The outcome's reason, or "as above" when it repeats what this host's earlier row said."""
+    note = outcome.message or "; ".join([f"skipped {s.label}: {s.reason}" for s in outcome.skipped]
+                                        + [f"warning: {s.reason}" for s in outcome.steps if s.status == WARN])
+    bare = note.removeprefix(UNREACHABLE)
+    if bare.startswith(UNKNOWN_KEY):
+        note = bare = KEY_NOTE
+    if outcome.status == "failed" and said.get(outcome.host) == bare:
+        return "as above"
+    if outcome.status == "blocked" and outcome.host in said:
+        return "by the failure above"
+    if outcome.status == "failed":
+        said[outcome.host] = bare
+    return note
+
+
+def unknown_host_keys(outcomes: list[PhaseOutcome], inventory_path: str | None = None) -> list[str]:
+    """One line per host whose key is not in known_hosts, then the one command that records them all."""
+    found: dict[str, str] = {}
+    for o in outcomes:
+        message = o.message.removeprefix(UNREACHABLE)
+        if message.startswith(UNKNOWN_KEY) and o.host not in found:
+            match = KEY_IN_MESSAGE.search(message)
+            found[o.host] = (f"{match['address']}{match['hop'] or ''}  {match['key']}" if match
+                             else message.removeprefix(UNKNOWN_KEY))
+    if not found:
+        return []
+    width = max(len(h) for h in found)
+    inventory = f" -i {inventory_path}" if inventory_path and inventory_path != "hosts.toml" else ""
+    return ["", "unknown host keys: compare each with the host's own (ssh-keygen -lf "
+            "/etc/ssh/ssh_host_ed25519_key.pub on its console), then record them:"] + [
+        f"  {host.ljust(width)}  {key}" for host, key in found.items()] + [
+        f"  vmstation hosts trust {' '.join(found)}{inventory}    (or run again with --trust-new-host-keys)"]
+
+
+def to_json(result, plan: bool = False) -> str:
+    """The run for machines; a plan also counts what it would change (``to_change``)."""
     return json.dumps({
         "target": result.target, "exit_code": result.exit_code, "changed": result.changed,
+        "plan": plan, "to_change": planned_changes(result.outcomes),
         "seconds": round(result.seconds, 3), "journal": result.journal_path,
         "outcomes": [{"phase": o.phase, "host": o.host, "status": o.status, "changed": o.changed,
+                      "to_change": o.changed if o.status == "planned" else 0,
                       "seconds": round(o.seconds, 3), "message": o.message,
                       "steps": [{"label": s.label, "status": s.status, "reason": s.reason} for s in o.steps]}
                      for o in result.outcomes],
@@ -67,23 +184,28 @@ def to_json(result) -> str:
 
 def _plan_headline(outcome: PhaseOutcome) -> str:
     if outcome.status != "planned":
-        return STATUS_WORDS.get(outcome.status, outcome.status) + (f": {outcome.message}" if outcome.message else "")
+        message = KEY_NOTE if UNKNOWN_KEY in outcome.message else outcome.message
+        return STATUS_WORDS.get(outcome.status, outcome.status) + (f": {message}" if message else "")
     changes = sum(1 for s in outcome.steps if s.status == CHANGE)
     return f"{changes} to change, {len(outcome.steps) - changes} unchanged or checks"
 
 
 class LineProgress:
-    """One line per outcome: for logs, CI and pipes."""
+    """One line per outcome: for logs, CI and pipes. A host's failure is told once; later ones say so."""
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
+        self.said: dict[str, str] = {}
 
     def __call__(self, event: str, data: dict) -> None:
-        if event == "phase":
+        if event == "run":
+            self.stream.write(run_line(data) + "\n")
+        elif event == "phase":
             self.stream.write(f"-- {data['phase']}: {data['title']} ({len(data['hosts'])} hosts)\n")
         elif event == "outcome":
             o: PhaseOutcome = data["outcome"]
-            note = f": {o.message}" if o.message else ""
+            note = _note(o, self.said)
+            note = f": {note}" if note else ""
             self.stream.write(f"   {o.host:<20} {STATUS_WORDS.get(o.status, o.status)}"
                               f" ({o.changed} changed, {o.seconds:.1f}s){note}\n")
         self.stream.flush()
@@ -109,7 +231,9 @@ class LiveProgress:
         self.live.start()
 
     def __call__(self, event: str, data: dict) -> None:
-        if event == "phase":
+        if event == "run":
+            self.live.console.print(run_line(data), markup=False, highlight=False)
+        elif event == "phase":
             self.phases.append(data["phase"])
             self.hosts.extend(h for h in data["hosts"] if h not in self.hosts)
         elif event == "start":
@@ -131,6 +255,11 @@ class LiveProgress:
         for phase in self.phases:
             table.add_row(phase, *[self.CELL.get(self.cells.get((phase, h), ""), "") for h in self.hosts])
         return table
+
+
+def run_line(data: dict) -> str:
+    """The first line of every run: what runs, and from which inventory."""
+    return f"vmstation {data['target']}{' (plan)' if data['plan'] else ''}: inventory {data['inventory']}"
 
 
 def progress_for(stream: TextIO, quiet: bool = False):

@@ -6,6 +6,7 @@ Nothing here opens a connection; the deploy-rke2 phases call these and run what 
 
 Sources: docs.rke2.io (install methods and paths, air-gap install, known issues: NetworkManager,
 nm-cloud-setup, firewalld), the install script's environment variables (get.rke2.io), and findings.md.
+Which install method and SELinux policy a (release, RHEL major) gets: ``vmstation.versions`` (RKE2_EL_RPMS).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from vmstation import versions
 from vmstation.errors import InputError
 from vmstation.facts import os_family, parse_os_release  # noqa: F401  (re-exported: one parser, one rule)
 
@@ -22,6 +24,10 @@ RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
 RKE2_KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
 RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl"
 RKE2_SERVICE = "rke2-server.service"
+RKE2_SERVICES = {"server": "rke2-server.service", "agent": "rke2-agent.service"}
+RKE2_NODE_TOKEN = "/var/lib/rancher/rke2/server/node-token"   # written by the first server (docs: install/ha)
+RKE2_SUPERVISOR_PORT = 9345
+RKE2_PROFILE = "/etc/profile.d/vmstation-rke2.sh"
 INSTALL_SCRIPT_URL = "https://get.rke2.io"
 
 # Ports of a single RKE2 server with Canal (docs.rke2.io/install/requirements#inbound-network-rules),
@@ -37,10 +43,7 @@ FIREWALLD_PORTS = (
     "9100/tcp",          # node-exporter
 )
 
-# RHEL-family IDs as they appear in ID or ID_LIKE of /etc/os-release: RHEL, CentOS Stream, AlmaLinux, Rocky.
 _RKE2_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:\+rke2r(\d+))?$")
-# Upstream validated RHEL 10 starting with this RKE2 minor (findings.md, RKE2 support matrix).
-RHEL10_FIRST_SUPPORTED = (1, 30)
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,51 @@ def major_version(os_release: dict[str, str]) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def preflight_warnings(os_release: dict[str, str], rke2_version: str) -> list[str]:
+def preflight_warnings(os_release: dict[str, str], rke2_version: str, selinux: bool = True) -> list[str]:
     """What the operator should know before installing ``rke2_version`` here; [] when nothing."""
-    major, minor = parse_rke2_version(rke2_version)[:2]
     name = os_release.get("PRETTY_NAME") or os_release.get("NAME") or os_release.get("ID", "unknown OS")
     family = os_family(os_release)
     warnings = []
-    if family == "rhel" and (major_version(os_release) or 0) >= 10 and (major, minor) < RHEL10_FIRST_SUPPORTED:
-        first = "v{}.{}".format(*RHEL10_FIRST_SUPPORTED)
-        warnings.append(
-            f"{name}: RKE2 {rke2_version} is not validated on RHEL 10 and its family; supported are "
-            f"{first} and later (the el10 rke2-selinux policy is recent): set the cluster version to {first}+"
-        )
+    major = major_version(os_release) or 0
+    if family == "rhel" and not rpms_published(rke2_version, major):
+        warnings.append(f"{name}: RKE2 {rke2_version} publishes no RPMs for RHEL {major}: installed from the "
+                        f"tarball (INSTALL_RKE2_METHOD=tar, binaries in /usr/local/bin, units in "
+                        f"/usr/local/lib/systemd/system, PATH in {RKE2_PROFILE})"
+                        + ("" if selinux else "; selinux = false: containers run without SELinux labels"))
     if family == "other":
         warnings.append(f"{name}: neither RHEL- nor Debian-family; RKE2 installs from the tarball, untested here")
     return warnings
+
+
+def rpms_published(version: str, rhel_major: int) -> bool:
+    """Whether rancher publishes RKE2 ``version`` as RPMs for RHEL ``rhel_major`` (versions.RKE2_EL_RPMS)."""
+    first_patches = versions.RKE2_EL_RPMS.get(rhel_major)
+    if first_patches is None:
+        return True
+    major, minor, patch = parse_rke2_version(version)[:3]
+    if (major, minor) in first_patches:
+        return patch >= first_patches[(major, minor)]
+    return (major, minor) > max(first_patches)
+
+
+def first_releases_with_rpms(rhel_major: int) -> str:
+    """"v1.32.11+rke2r1, v1.33.7+rke2r1, ..." for messages: the first release of each line with RPMs."""
+    lines = sorted(versions.RKE2_EL_RPMS.get(rhel_major, {}).items())
+    return ", ".join(f"v{major}.{minor}.{patch}+rke2r1" for (major, minor), patch in lines)
+
+
+def selinux_policy_problem(version: str, family: str, rhel_major: int, selinux: bool) -> str | None:
+    """Why ``selinux: true`` cannot be honoured for ``version`` on this RHEL major; None when it can.
+
+    The policy (rke2-selinux) comes with the RPMs; rancher publishes it for a major only alongside releases
+    that have RPMs there (versions.RKE2_EL_RPMS), so a release without them has no policy to install.
+    """
+    if family != "rhel" or not selinux or rpms_published(version, rhel_major):
+        return None
+    return (f"RKE2 {version} publishes no RPMs and no SELinux policy (rke2-selinux) for RHEL {rhel_major}; "
+            f"either set version to a release that has them ({first_releases_with_rpms(rhel_major)} or later "
+            f"in their lines), or set selinux = false (RKE2 then installs from the tarball and containerd labels "
+            f"no container: pods run without SELinux confinement while the host stays enforcing)")
 
 
 def parse_rke2_version(version: str) -> tuple[int, int, int, int]:
@@ -227,23 +260,33 @@ def wol_arm_now_command(interface: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def install_command(version: str, family: str, artifact_path: str | None = None) -> str:
-    """The official install script for an RKE2 server at ``version``.
+def install_method(version: str, family: str, rhel_major: int, airgapped: bool = False) -> str:
+    """"rpm" where rancher publishes RPMs of ``version`` for this RHEL major (online), else "tar"."""
+    return "rpm" if family == "rhel" and not airgapped and rpms_published(version, rhel_major) else "tar"
+
+
+def install_command(version: str, family: str, artifact_path: str | None = None, rhel_major: int = 10,
+                    node_type: str = "server") -> str:
+    """The official install script for an RKE2 ``node_type`` ("server" or "agent") at ``version``.
 
     Online it is fetched to a fresh mktemp file first: ``curl | sh`` would run an empty script after a
     failed download and report success, and a fixed name in a shared directory could be planted by
-    another user. RHEL family: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin, rke2-selinux pulled in).
-    Air-gapped (``artifact_path``: a directory on the host holding install.sh, rke2.linux-amd64.tar.gz,
-    rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt): the tarball method, binaries under
-    /usr/local/bin.
+    another user. RHEL family with RPMs for its major: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin,
+    rke2-selinux pulled in). Without them, and air-gapped (``artifact_path``: a directory on the host
+    holding install.sh, rke2.linux-amd64.tar.gz, rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt):
+    INSTALL_RKE2_METHOD=tar, binaries under /usr/local/bin, units in /usr/local/lib/systemd/system (moved
+    to /etc/systemd/system when /usr/local is read-only and /opt/rke2 is used), and install.sh runs
+    restorecon on them when rke2-selinux is installed (rancher/rke2 install.sh do_restorecon_tar).
     """
     parse_rke2_version(version)
-    env = {"INSTALL_RKE2_VERSION": version, "INSTALL_RKE2_TYPE": "server"}
+    if node_type not in RKE2_SERVICES:
+        raise ValueError(f"node_type {node_type!r} is not server or agent")
+    env = {"INSTALL_RKE2_VERSION": version, "INSTALL_RKE2_TYPE": node_type}
     if artifact_path:
         env.update(INSTALL_RKE2_ARTIFACT_PATH=artifact_path, INSTALL_RKE2_METHOD="tar")
         return f"{_env_words(env)} sh {shlex.quote(artifact_path.rstrip('/') + '/install.sh')}"
     if family == "rhel":
-        env["INSTALL_RKE2_METHOD"] = "rpm"
+        env["INSTALL_RKE2_METHOD"] = install_method(version, family, rhel_major)
     return (f'script=$(mktemp) && curl -sfL --retry 3 -o "$script" {shlex.quote(INSTALL_SCRIPT_URL)} && '
             f'{_env_words(env)} sh "$script"; status=$?; rm -f "$script"; exit $status')
 
@@ -279,6 +322,28 @@ def uninstall_command() -> str:
     """Run the first uninstall script found; exit 0 with nothing to do when RKE2 is not installed."""
     paths = " ".join(shlex.quote(p) for p in uninstall_script_paths())
     return f'for p in {paths}; do if [ -x "$p" ]; then exec "$p"; fi; done; exit 0'
+
+
+def killall_command() -> str:
+    """Stop RKE2 and every container it started (rke2-killall.sh beside the binary); exit 0 when absent."""
+    paths = " ".join(shlex.quote(p + "-killall.sh") for p in rke2_installed_paths("rhel"))
+    return f'for p in {paths}; do if [ -x "$p" ]; then exec "$p"; fi; done; exit 0'
+
+
+def server_url(address: str) -> str:
+    """The supervisor URL joining nodes register with: https://FIRST:9345 (docs.rke2.io/install/ha)."""
+    return f"https://{host_in_url(address)}:{RKE2_SUPERVISOR_PORT}"
+
+
+def node_token_query() -> str:
+    """The fact read on the first server: its node token, nothing else printed; exit 1 while there is none."""
+    return f"cat -- {shlex.quote(RKE2_NODE_TOKEN)}"
+
+
+def parse_node_token(text: str) -> str | None:
+    """The token from ``node_token_query``'s output (one line, "K10<hash>::server:<secret>"); None if empty."""
+    token = text.strip()
+    return token if token and "\n" not in token and " " not in token else None
 
 
 # ---------------------------------------------------------------------------

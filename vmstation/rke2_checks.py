@@ -1,4 +1,4 @@
-"""Checks of an RKE2 server config.yaml before it is written: RKE2 itself would start with a wrong key.
+"""Checks of an RKE2 config.yaml (server or agent) before it is written: RKE2 would start with a wrong key.
 
 ``check_rke2_config(text)`` returns the problems found, one line each, [] for a good file. It knows
 the documented server keys, the shapes of the values vmstation writes, and the CNI values RKE2 takes.
@@ -53,6 +53,26 @@ DOCUMENTED_SERVER_KEYS = frozenset({
     "node-ip", "node-external-ip", "resolv-conf",
 })
 
+# Every flag of `rke2 agent`: docs.rke2.io/reference/linux_agent_config (rancher/rke2-docs,
+# docs/reference/linux_agent_config.md at 9477b7b1, 2026-08, all its tables). An agent given a server-only
+# key (cni, tls-san, cluster-cidr) would take it for a typo; vmstation writes agents only these.
+DOCUMENTED_AGENT_KEYS = frozenset({
+    "config", "debug", "data-dir", "token", "token-file", "server", "bind-address",
+    "kube-apiserver-image", "kube-controller-manager-image", "cloud-controller-manager-image", "kube-proxy-image",
+    "kube-scheduler-image", "pause-image", "runtime-image", "etcd-image", "cloud-provider-name",
+    "cloud-provider-config", "node-name-from-cloud-provider-metadata", "profile", "audit-policy-file",
+    "pod-security-admission-config-file", "control-plane-resource-requests", "control-plane-resource-limits",
+    "control-plane-probe-configuration", "kube-apiserver-extra-mount", "kube-scheduler-extra-mount",
+    "kube-controller-manager-extra-mount", "kube-proxy-extra-mount", "etcd-extra-mount",
+    "cloud-controller-manager-extra-mount", "kube-apiserver-extra-env", "kube-scheduler-extra-env",
+    "kube-controller-manager-extra-env", "kube-proxy-extra-env", "etcd-extra-env",
+    "cloud-controller-manager-extra-env", "node-name", "with-node-id", "node-label", "node-taint",
+    "image-credential-provider-bin-dir", "image-credential-provider-config", "selinux", "lb-server-port",
+    "protect-kernel-defaults", "container-runtime-endpoint", "default-runtime", "snapshotter", "private-registry",
+    "disable-default-registry-endpoint", "nonroot-devices", "node-ip", "node-external-ip", "node-internal-dns",
+    "node-external-dns", "resolv-conf", "kubelet-arg", "kube-proxy-arg", "enable-pprof", "kubelet-path",
+})
+
 # The `cni` flag: "one of none, calico, canal, cilium" (server_config), flannel since RKE2 v1.27,
 # optionally with multus first ("multus,canal" or [multus, canal]).
 CNI_PLUGINS = frozenset({"canal", "calico", "cilium", "flannel", "none"})
@@ -63,8 +83,12 @@ _CIDR_KEYS = ("cluster-cidr", "service-cidr")
 _IP_KEYS = ("node-ip", "node-external-ip", "advertise-address")
 
 
-def check_rke2_config(text: str) -> list[str]:
-    """Problems of an RKE2 server config.yaml, one line each; [] when it is good."""
+def check_rke2_config(text: str, role: str = "server", joining: bool = False) -> list[str]:
+    """Problems of an RKE2 config.yaml of a ``role`` ("server" | "agent") node, one line each; [] when good.
+
+    ``joining``: a node that joins an existing cluster (another server, any agent) needs `server` and `token`
+    (docs.rke2.io/install/ha, "Launch additional server nodes"); the first server needs neither.
+    """
     import yaml
 
     try:
@@ -73,13 +97,28 @@ def check_rke2_config(text: str) -> list[str]:
         return [f"config.yaml: not YAML: {str(exc).splitlines()[0]}"]
     if not isinstance(config, dict):
         return ["config.yaml: the top level must be a mapping of flag names to values"]
-    return (_unknown_keys(config) + _type_problems(config) + _cni_problems(config.get("cni"))
-            + _address_problems(config) + _mode_problems(config.get("write-kubeconfig-mode")))
+    return (_unknown_keys(config, role) + _type_problems(config) + _cni_problems(config.get("cni"))
+            + _address_problems(config) + _mode_problems(config.get("write-kubeconfig-mode"))
+            + _join_problems(config, joining))
 
 
-def _unknown_keys(config: dict) -> list[str]:
-    return [f"config.yaml: key {key!r} is not an RKE2 server flag (docs.rke2.io/reference/server_config)"
-            for key in config if str(key).rstrip("+") not in DOCUMENTED_SERVER_KEYS]
+def _unknown_keys(config: dict, role: str) -> list[str]:
+    known, page = ((DOCUMENTED_AGENT_KEYS, "linux_agent_config") if role == "agent"
+                   else (DOCUMENTED_SERVER_KEYS, "server_config"))
+    return [f"config.yaml: key {key!r} is not an RKE2 {role} flag (docs.rke2.io/reference/{page})"
+            for key in config if str(key).rstrip("+") not in known]
+
+
+def _join_problems(config: dict, joining: bool) -> list[str]:
+    present = [key for key in ("server", "token") if config.get(key)]
+    if joining and len(present) < 2:
+        return ["config.yaml: a joining node needs both 'server' (https://FIRST:9345) and 'token'"]
+    if not joining and "server" in present:
+        return ["config.yaml: the first server must not name a 'server' to join"]
+    server = config.get("server")
+    if server and not (isinstance(server, str) and server.startswith("https://") and server.endswith(":9345")):
+        return ["config.yaml: key 'server' must be the supervisor URL https://HOST:9345"]
+    return []
 
 
 def _type_problems(config: dict) -> list[str]:
@@ -91,7 +130,7 @@ def _type_problems(config: dict) -> list[str]:
     for key in _BOOL_KEYS:
         if key in config and not isinstance(config[key], bool):
             problems.append(f"config.yaml: key {key!r} must be true or false, not {config[key]!r}")
-    for key in ("node-name", "token", "cluster-domain", *_CIDR_KEYS):
+    for key in ("node-name", "token", "server", "cluster-domain", *_CIDR_KEYS):
         if key in config and not isinstance(config[key], str):
             problems.append(f"config.yaml: key {key!r} must be a string, not {type(config[key]).__name__}")
     return problems

@@ -222,10 +222,28 @@ def _read_file(path: Path) -> bytes:
 
 
 def _password_from_file(path: Path) -> Secret:
-    password = _read_file(path).strip()       # like ansible-vault: surrounding whitespace is not the password
+    """The file's content, or, when it is executable, what it prints (Ansible's convention: a script that asks
+    a password manager). Either way surrounding whitespace is not the password."""
+    password = (_password_from_script(path) if path.is_file() and os.access(path, os.X_OK)
+                else _read_file(path)).strip()
     if not password:
-        raise SecretError(f"vault password file {path} is empty")
+        raise SecretError(f"vault password file {path} is empty" + (" (it printed nothing)"
+                                                                     if os.access(path, os.X_OK) else ""))
     return Secret(password.decode("utf-8", "surrogateescape"))
+
+
+def _password_from_script(path: Path, timeout: float = 60.0) -> bytes:
+    """Run an executable vault password file; its stdout is the password (its stderr reaches the terminal)."""
+    try:
+        done = subprocess.run([str(path.resolve())], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"vault password script {path} did not finish within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise SecretError(f"vault password script {path} cannot run: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise SecretError(f"vault password script {path} exited with code {done.returncode}")
+    return done.stdout
 
 
 def _yaml_pairs(text: str, where: str) -> dict:

@@ -7,11 +7,15 @@ keep_trailing_newline keeps files byte-identical to what their templates say.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from pathlib import Path
 
 from vmstation.errors import TemplateError
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The repository's top-level templates/, shipped in the wheel as the package vmstation.template_files
+# (setup.cfg maps it); importlib.resources finds it the same way in a clone, an editable install and a wheel.
+TEMPLATE_PACKAGE = "vmstation.template_files"
+TEMPLATE_DIR = Path(str(importlib.resources.files(TEMPLATE_PACKAGE)))
 
 
 def render(name: str, **values) -> str:

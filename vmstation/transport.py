@@ -1,7 +1,14 @@
 """SSH transport: one checked connection per host per run.
 
-A Fabric ``Connection`` carries the login (it reads ``~/.ssh/config`` and uses the
-agent), but three of its defaults are wrong for us and are replaced here:
+A Fabric ``Connection`` carries the login (keys, the agent), but its defaults are
+wrong for us in four ways, replaced here:
+
+- Fabric applies ~/.ssh/config itself, ProxyJump included, and builds the jump
+  host's connection with AutoAddPolicy and outside the network guard. We read
+  ssh_config ourselves (``route_to``): for each key the inventory leaves unset,
+  HostName, User, Port, IdentityFile and ProxyJump come from it (inventory, then
+  ssh_config, then defaults); a ProxyJump hop is checked like any host (known_hosts,
+  the guard); a ProxyCommand is refused, since its traffic could be checked by neither.
 
 - Fabric installs paramiko's AutoAddPolicy (accept any host key). We load the
   inventory's known_hosts and reject unknown keys, unless the operator asked to
@@ -15,6 +22,8 @@ agent), but three of its defaults are wrong for us and are replaced here:
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -35,6 +44,8 @@ log = logging.getLogger(__name__)
 SUDO_PROMPT = "[vmstation] sudo password: "
 SUDO_READY = "__vmstation_sudo_ready__"
 CONNECT_TIMEOUT = 5.0
+UNKNOWN_KEY = "unknown host key for "      # the report gathers these into one line per host
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,17 @@ class SshOptions:
     known_hosts: str
     trust_new_host_keys: bool = False
     deadline: float = 30.0           # seconds a host may take to connect, retries included
-    ssh_config: str | None = None    # None = the user's ~/.ssh/config (Fabric's default)
+    ssh_config: str | None = None    # None = the user's ~/.ssh/config
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to reach one host once ssh_config filled what the inventory left unset."""
+
+    host: Host                        # ssh_user, ssh_port and ssh_key as they will be used
+    address: str                      # where the TCP connection goes (HostName, else the inventory's address)
+    key_files: tuple[str, ...] = ()   # IdentityFile(s); empty: the agent and the default keys
+    jump: "Route | None" = None       # a ProxyJump hop, checked like any host
 
 
 def connect(host: Host, options: SshOptions, become_password=None) -> "HostConnection":
@@ -76,44 +97,100 @@ def connect(host: Host, options: SshOptions, become_password=None) -> "HostConne
         raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
 
 
+def route_to(host: Host, ssh_config: str | None = None) -> Route:
+    """``host`` with what ssh_config says for it, where hosts.toml is silent (as ``ssh HOST`` would read it).
+
+    The Host blocks are matched against the inventory's host name, then its address; the name's block wins.
+    HostName is where SSH connects (the inventory's address stays the node's address in the cluster).
+    """
+    config = _parsed_ssh_config(ssh_config)
+    by_address = config.lookup(host.address)
+    by_name = config.lookup(host.name)
+    merged = {**by_address, **{k: v for k, v in by_name.items() if k != "hostname"}}
+    given = host.ssh_set
+    changes = {}
+    if "ssh_user" not in given and "user" in merged:
+        changes["ssh_user"] = merged["user"]
+    if "ssh_port" not in given and "port" in merged:
+        changes["ssh_port"] = _config_port(host, merged["port"])
+    key_files = (host.ssh_key,) if host.ssh_key else ()
+    if "ssh_key" not in given and merged.get("identityfile"):
+        key_files = tuple(merged["identityfile"])
+    if merged.get("proxycommand", "none").lower() != "none":
+        raise ConnectError(host.name, f"ssh_config gives a ProxyCommand for {host.name}: vmstation does not run "
+                           "it (its traffic would escape host-key checking and the network guard); use ProxyJump",
+                           transient=False)
+    jump = None
+    if merged.get("proxyjump", "none").lower() != "none":
+        jump = _jump_route(host, merged["proxyjump"], ssh_config)
+    hostname = by_name.get("hostname", host.name)
+    address = hostname if hostname != host.name else host.address
+    effective = dataclasses.replace(host, **changes) if changes else host
+    return Route(effective, address, tuple(os.path.expanduser(k) for k in key_files), jump)
+
+
+def _jump_route(host: Host, spec: str, ssh_config: str | None) -> Route:
+    """One ProxyJump hop ``[user@]name[:port]``, itself completed from ssh_config."""
+    if "," in spec:
+        raise ConnectError(host.name, f"ProxyJump {spec!r} has several hops; vmstation follows one",
+                           transient=False)
+    user, _, rest = spec.rpartition("@")
+    name, _, port = rest.partition(":")
+    if not port.isdigit() and port:
+        raise ConnectError(host.name, f"ProxyJump {spec!r} is not [user@]host[:port]", transient=False)
+    config = _parsed_ssh_config(ssh_config).lookup(name)
+    if config.get("proxyjump", "none").lower() != "none" or config.get("proxycommand", "none").lower() != "none":
+        raise ConnectError(host.name, f"ProxyJump host {name} has a proxy of its own; vmstation follows one hop",
+                           transient=False)
+    given = {"ssh_user"} if user else set()
+    given |= {"ssh_port"} if port else set()
+    hop = Host(name=f"{host.name}-jump", address=config.get("hostname", name), cluster=host.cluster,
+               roles=host.roles, ssh_user=user or config.get("user", "root"),
+               ssh_port=int(port) if port else _config_port(host, config.get("port", "22")),
+               ssh_set=frozenset(given))
+    keys = tuple(os.path.expanduser(k) for k in config.get("identityfile", ()))
+    return Route(hop, hop.address, keys)
+
+
+def _config_port(host: Host, value: str) -> int:
+    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
+        raise ConnectError(host.name, f"ssh_config gives Port {value!r}, which is not a port", transient=False)
+    return int(value)
+
+
 class HostConnection:
     """A logged-in SSH session to one host: run scripts, reuse one SFTP session."""
 
-    def __init__(self, host: Host, fabric_connection, become_password=None):
+    def __init__(self, host: Host, fabric_connection, become_password=None, jump=None):
         self.host = host
         self._fabric = fabric_connection
         self._become_password = become_password
+        self._jump = jump                  # the ProxyJump hop's own client, closed with this connection
         self._sftp = None
         self.commands_sent = 0
 
     @classmethod
     def open(cls, host: Host, options: SshOptions, become_password, started: float) -> "HostConnection":
         import fabric
-        import paramiko
 
+        route = route_to(host, options.ssh_config)
         remaining = max(1.0, options.deadline - (time.monotonic() - started))
-        sock = _open_socket(host, min(CONNECT_TIMEOUT, remaining))
-        connect_kwargs = {"sock": sock, "banner_timeout": remaining, "auth_timeout": remaining}
-        if host.ssh_key:
-            connect_kwargs["key_filename"] = os.path.expanduser(host.ssh_key)
-        conn = fabric.Connection(host.address, user=host.ssh_user, port=host.ssh_port,
-                                 config=_fabric_config(options.ssh_config), connect_kwargs=connect_kwargs)
-        _check_host_keys(conn.client, host, options)
+        jump = _open_jump(host, route.jump, options, remaining) if route.jump else None
         try:
-            conn.open()
-        except paramiko.BadHostKeyException as exc:
-            sock.close()
-            raise HostKeyError(host.name, f"host key for {host.address} does not match {options.known_hosts} "
-                               "(possible man-in-the-middle, or the host was reinstalled: "
-                               "remove its old line if you are sure)") from exc
-        except paramiko.SSHException as exc:
-            sock.close()
-            if isinstance(exc.__cause__ or exc.__context__, HostKeyError) or "not found in known_hosts" in str(exc):
-                raise HostKeyError(host.name, str(exc)) from exc
-            if isinstance(exc, paramiko.AuthenticationException):
-                raise ConnectError(host.name, f"authentication failed for {host.ssh_user}@{host.address}") from exc
+            sock = (_channel_through(jump, host, route) if jump else
+                    _open_socket(host, min(CONNECT_TIMEOUT, remaining), route.address, route.host.ssh_port))
+            connect_kwargs = {"sock": sock, "banner_timeout": remaining, "auth_timeout": remaining}
+            if route.key_files:
+                connect_kwargs["key_filename"] = list(route.key_files)
+            conn = fabric.Connection(route.address, user=route.host.ssh_user, port=route.host.ssh_port,
+                                     config=_fabric_config(), connect_kwargs=connect_kwargs, gateway=False)
+            _check_host_keys(conn.client, route.host, options, route.address)
+            _login(conn, route, options, sock)
+        except BaseException:
+            if jump is not None:
+                jump.close()
             raise
-        return cls(host, conn, become_password)
+        return cls(route.host, conn, become_password, jump)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -137,6 +214,7 @@ class HostConnection:
             finally:
                 channel.close()
         result = CommandResult(code, stdout, stderr)
+        _log_command(self.host, self.commands_sent, script, result, as_sudo)
         if check and code != 0:
             raise CommandError(self.host.name, _failure_summary(result), code, stdout + stderr)
         return result
@@ -197,6 +275,94 @@ class HostConnection:
         if self._sftp is not None:
             self._sftp.close()
         self._fabric.close()
+        if self._jump is not None:
+            self._jump.close()
+
+
+def _login(conn, route: Route, options: SshOptions, sock) -> None:
+    """Handshake and log in; each way it can fail becomes one line that says what to do."""
+    import paramiko
+
+    host = route.host
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException as exc:
+        sock.close()
+        raise HostKeyError(host.name, f"host key for {route.address} does not match {options.known_hosts} "
+                           "(possible man-in-the-middle, or the host was reinstalled: "
+                           "remove its old line if you are sure)") from exc
+    except paramiko.SSHException as exc:
+        sock.close()
+        if isinstance(exc.__cause__ or exc.__context__, HostKeyError) or "not found in known_hosts" in str(exc):
+            raise HostKeyError(host.name, str(exc)) from exc
+        if isinstance(exc, paramiko.AuthenticationException):
+            locked = [k for k in route.key_files if _is_encrypted_key(k)]
+            if locked and not os.environ.get("SSH_AUTH_SOCK") or isinstance(exc, paramiko.PasswordRequiredException):
+                key = (locked or list(route.key_files) or ["your key"])[0]
+                raise ConnectError(host.name, f"authentication failed for {host.ssh_user}@{route.address}: the key "
+                                   f"{key} is passphrase-protected and no SSH agent holds it; run `ssh-add {key}` "
+                                   "(with SSH_AUTH_SOCK set in this shell), then run again") from exc
+            raise ConnectError(host.name, f"authentication failed for {host.ssh_user}@{route.address} "
+                               f"(keys tried: {', '.join(route.key_files) or 'the agent and ~/.ssh/id_*'})") from exc
+        raise
+
+
+def _open_jump(host: Host, hop: Route, options: SshOptions, remaining: float):
+    """The ProxyJump hop as a client of its own: guard, known_hosts and login exactly as for a host."""
+    import paramiko
+
+    sock = _open_socket(host, min(CONNECT_TIMEOUT, remaining), hop.address, hop.host.ssh_port)
+    client = paramiko.SSHClient()
+    _check_host_keys(client, hop.host, options, hop.address, via=host)
+    try:
+        client.connect(hop.address, port=hop.host.ssh_port, username=hop.host.ssh_user, sock=sock,
+                       key_filename=list(hop.key_files) or None, timeout=remaining, banner_timeout=remaining,
+                       auth_timeout=remaining)
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyError(host.name, f"host key of ProxyJump {hop.address} does not match "
+                           f"{options.known_hosts}") from exc
+    except paramiko.SSHException as exc:
+        client.close()
+        if isinstance(exc.__cause__ or exc.__context__, HostKeyError):
+            raise exc.__cause__ or exc.__context__ from exc
+        raise ConnectError(host.name, f"ProxyJump {hop.host.ssh_user}@{hop.address}: {_describe(exc)}",
+                           transient=not isinstance(exc, paramiko.AuthenticationException)) from exc
+    return client
+
+
+def _channel_through(jump, host: Host, route: Route):
+    """A direct-tcpip channel from the hop to the host: the guard checks the host's address all the same."""
+    from vmstation.netguard import refusal
+
+    refused = refusal(route.address)
+    if refused:
+        raise ConnectError(host.name, refused, transient=False)
+    try:
+        return jump.get_transport().open_channel("direct-tcpip", (route.address, route.host.ssh_port),
+                                                 ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
+    except Exception as exc:
+        raise ConnectError(host.name, f"ProxyJump could not reach {route.address}:{route.host.ssh_port}: "
+                           f"{_describe(exc)}") from exc
+
+
+def _is_encrypted_key(path: str) -> bool:
+    """Whether a private key file needs a passphrase (PEM's ENCRYPTED header, or OpenSSH's bcrypt KDF)."""
+    import base64
+
+    try:
+        text = open(path, encoding="ascii", errors="replace").read()
+    except OSError:
+        return False
+    if "ENCRYPTED" in text:
+        return True
+    if "BEGIN OPENSSH PRIVATE KEY" in text:
+        body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+        try:
+            return b"bcrypt" in base64.b64decode(body)[:64]
+        except ValueError:
+            return False
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,16 +400,28 @@ def _exec(channel, command: str) -> str:
     return ""
 
 
-def _open_socket(host: Host, timeout: float) -> socket.socket:
+def _open_socket(host: Host, timeout: float, address: str | None = None, port: int | None = None) -> socket.socket:
+    """A TCP connection to ``address`` (a HostName is resolved first, and every address it has is guarded).
+
+    A refused port or a network with no route fails at once (waiting will not help); a timeout or a host
+    that does not answer may be one still booting, and ``connect`` tries again until its deadline.
+    """
     from vmstation.netguard import refusal
 
-    refused = refusal(host.address)
-    if refused:
-        raise ConnectError(host.name, refused)
+    address, port = address or host.address, port or host.ssh_port
+    for resolved in _addresses_of(host, address, port):
+        refused = refusal(resolved)
+        if refused:
+            raise ConnectError(host.name, refused, transient=False)
     try:
-        sock = socket.create_connection((host.address, host.ssh_port), timeout=timeout)
-    except OSError as exc:
-        raise ConnectError(host.name, f"cannot reach {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except (ConnectionRefusedError, socket.gaierror) as exc:
+        raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}"
+                           + (" (nothing listens there: check the port)" if isinstance(exc, ConnectionRefusedError)
+                              else ""), transient=False) from exc
+    except OSError as exc:   # no route at all will not come; a host that does not answer ARP may be booting
+        raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}",
+                           transient=exc.errno != errno.ENETUNREACH) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(None)
     return sock
@@ -258,33 +436,65 @@ def warm_up(options: SshOptions) -> None:
     _parsed_ssh_config(options.ssh_config)
 
 
-def _fabric_config(ssh_config: str | None):
-    """A Config of its own for each connection (Invoke's Config is not safe to share between threads),
-    over ssh_config files parsed once per run."""
-    import fabric
+def _addresses_of(host: Host, address: str, port: int) -> list[str]:
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)})
+    except socket.gaierror as exc:
+        raise ConnectError(host.name, f"cannot resolve {address}: {_describe(exc)}", transient=False) from exc
 
-    return fabric.Config(ssh_config=_parsed_ssh_config(ssh_config))
+
+def _fabric_config():
+    """A Config of its own for each connection (Invoke's Config is not safe to share between threads), with
+    no ssh_config in it: ``route_to`` has applied it already, and Fabric would add an unchecked gateway."""
+    import fabric
+    import paramiko
+
+    return fabric.Config(ssh_config=paramiko.SSHConfig())
+
+
+def _parsed_ssh_config(path: str | None):
+    """The given ssh_config file, else ~/.ssh/config: a read-only paramiko SSHConfig, parsed once per version."""
+    import paramiko
+
+    chosen = os.path.expanduser(path or DEFAULT_SSH_CONFIG)
+    try:
+        stat = os.stat(chosen)
+    except OSError:
+        if path:
+            from vmstation.errors import InputError
+
+            raise InputError(f"--ssh-config {path}: file not found") from None
+        return paramiko.SSHConfig()
+    return _parse_ssh_config(chosen, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed_ssh_config(path: str | None):
-    """The user's (or the given) ssh_config files, parsed once: a read-only paramiko SSHConfig."""
-    import fabric
+def _parse_ssh_config(path: str, stamp: int, size: int):
+    """Keyed by modification time and size too: an edited file is read again."""
+    import paramiko
 
-    return (fabric.Config(runtime_ssh_path=path) if path else fabric.Config()).base_ssh_config
+    try:
+        return paramiko.SSHConfig.from_path(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        from vmstation.errors import InputError
+
+        raise InputError(f"{path}: cannot read it as ssh_config: {_describe(exc)}") from None
 
 
-def _check_host_keys(client, host: Host, options: SshOptions) -> None:
+def _check_host_keys(client, host: Host, options: SshOptions, address: str | None = None,
+                     via: Host | None = None) -> None:
     """Replace Fabric's AutoAddPolicy: known keys only, new ones only when asked, and recorded.
 
-    known_hosts is parsed once per run; each client gets only the entries for its own host.
+    known_hosts is parsed once per run; each client gets only the entries for its own host. Every SSH
+    client of the engine (a host's, a ProxyJump hop's) goes through here.
     """
     known_hosts = os.path.expanduser(options.known_hosts)
-    name = host.address if host.ssh_port == 22 else f"[{host.address}]:{host.ssh_port}"
+    address = address or host.address
+    name = address if host.ssh_port == 22 else f"[{address}]:{host.ssh_port}"
     for key_type, key in (_parsed_known_hosts(known_hosts).lookup(name) or {}).items():
         client.get_host_keys().add(name, key_type, key)
     client.set_missing_host_key_policy(_TrustNewPolicy(known_hosts) if options.trust_new_host_keys
-                                       else _RejectPolicy(host, known_hosts))
+                                       else _RejectPolicy(via or host, known_hosts, address if via else None))
 
 
 def _parsed_known_hosts(path: str):
@@ -306,13 +516,14 @@ def _parse_known_hosts(path: str, stamp: int):
 
 
 class _RejectPolicy:
-    def __init__(self, host: Host, known_hosts: str):
-        self.host, self.known_hosts = host, known_hosts
+    def __init__(self, host: Host, known_hosts: str, jump: str | None = None):
+        self.host, self.known_hosts, self.jump = host, known_hosts, jump
 
     def missing_host_key(self, client, hostname, key):
-        raise HostKeyError(self.host.name, f"unknown host key for {hostname} ({key.get_name()} "
-                           f"{key.fingerprint}) not in {self.known_hosts}; check it, then run again with "
-                           "--trust-new-host-keys to record it")
+        hop = f" (its ProxyJump hop {self.jump})" if self.jump else ""
+        raise HostKeyError(self.host.name, f"{UNKNOWN_KEY}{hostname}{hop} ({key.get_name()} {key.fingerprint}) not in "
+                           f"{self.known_hosts}; compare it with the host's own, then record it with "
+                           f"`vmstation hosts trust {self.host.name}` (or --trust-new-host-keys)")
 
 
 class _TrustNewPolicy:
@@ -355,6 +566,18 @@ def _collect(channel, on_line, timeout) -> tuple[str, str, int]:
     return "".join(out), "".join(err), channel.recv_exit_status()
 
 
+def _log_command(host: Host, number: int, script: str, result: CommandResult, as_sudo: bool) -> None:
+    """-v: one line per command sent; -vv: how it answered (sizes and stderr's tail: stdout can carry a
+    join token, so it is never logged)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    first = next((line.strip() for line in script.splitlines() if line.strip() and not line.startswith("#")), "")
+    log.info("%s: command %d%s: %d lines, first: %.100s -> exit %d", host.name, number, " (sudo)" if as_sudo else "",
+             script.count("\n") + 1, first, result.exit_code)
+    log.debug("%s: command %d answered %d bytes on stdout; stderr: %.300s", host.name, number, len(result.stdout),
+              result.stderr.strip()[-300:] or "(empty)")
+
+
 def _failure_summary(result: CommandResult) -> str:
     tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
     return f"exit code {result.exit_code}: " + " | ".join(tail)
@@ -367,7 +590,7 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (HostKeyError, SudoError, paramiko.AuthenticationException, paramiko.BadHostKeyException)):
         return False
     if isinstance(exc, ConnectError):
-        return "authentication failed" not in exc.message
+        return exc.transient and "authentication failed" not in exc.message
     return isinstance(exc, (OSError, EOFError, paramiko.SSHException))
 
 

@@ -51,9 +51,15 @@ def run_checks(connection, checks: list[StateCheck]) -> list[CheckResult]:
     return results
 
 
-def checks_for(host: Host, cluster: Cluster, phases: set[str] | None = None) -> list[StateCheck]:
-    """The checks of every phase that applies to ``host`` (all phases, or only ``phases``)."""
-    catalogue = DEBIAN_CHECKS if cluster.kind == "kubeadm" else RKE2_CHECKS
+def checks_for(host: Host, cluster: Cluster, phases: set[str] | None = None,
+               first_server: str | None = None) -> list[StateCheck]:
+    """The checks of every phase that applies to ``host`` (all phases, or only ``phases``).
+
+    RKE2 checks go by role: ``first_server`` names the server that initialised the cluster (by default any
+    server is taken for it, as in a one-server cluster); other servers and agents are checked as joined.
+    """
+    first = host.has_role("server") if first_server is None else host.name == first_server
+    catalogue = DEBIAN_CHECKS if cluster.kind == "kubeadm" else rke2_checks(host, first)
     selected = []
     for phase, (applies, checks) in catalogue.items():
         if (phases is None or phase in phases) and applies(host):
@@ -72,12 +78,14 @@ def verify(session, target: str) -> int:
     inventory = load_inventory(session)
     secrets = open_secrets(session, inventory)
     kinds = {"deploy-debian": {"kubeadm"}, "deploy-rke2": {"rke2"}}.get(target, {"kubeadm", "rke2"})
-    options = SshOptions(known_hosts=inventory.known_hosts, trust_new_host_keys=session.trust_new_host_keys)
+    options = SshOptions(known_hosts=inventory.known_hosts, trust_new_host_keys=session.trust_new_host_keys,
+                         ssh_config=session.ssh_config)
     failed = 0
     for host in inventory.hosts:
         cluster = inventory.cluster(host.cluster)
         if cluster.kind not in kinds:
             continue
+        first = next((h.name for h in inventory.hosts_of(cluster.name) if h.has_role("server")), None)
         password = secrets.resolve(host.become_password) if host.become_password and not host.is_root else None
         try:
             connection = connect(host, options, password)
@@ -86,7 +94,7 @@ def verify(session, target: str) -> int:
             failed += 1
             continue
         try:
-            for result in run_checks(connection, checks_for(host, cluster)):
+            for result in run_checks(connection, checks_for(host, cluster, first_server=first)):
                 failed += not result.passed
                 mark = "ok  " if result.passed else "FAIL"
                 click.echo(f"{mark} {host.name:<18} {result.phase:<26} {result.name}"
@@ -177,17 +185,29 @@ DEBIAN_CHECKS = {
     ]),
 }
 
-RKE2_CHECKS = {
-    "rke2.configure": (_everyone, [
-        ("config.yaml, 0600", _file("/etc/rancher/rke2/config.yaml", 0o600, "cni: ")),
-    ]),
-    "rke2.system-prep": (_everyone, [
-        ("NetworkManager leaves CNI interfaces alone",
-         _file("/etc/NetworkManager/conf.d/rke2-canal.conf", 0o644, "unmanaged-devices=")),
-        ("sysctl file for RKE2", _file("/etc/sysctl.d/90-rke2.conf", 0o644, "net.ipv4.ip_forward")),
-    ]),
-    "rke2.start": (_everyone, [
-        ("rke2-server running and enabled",
-         lambda th: th.service("rke2-server").is_running and th.service("rke2-server").is_enabled),
-    ]),
-}
+def rke2_checks(host: Host, first: bool) -> dict:
+    """The RKE2 checks for ``host``: the first server initialises; other servers and agents join it."""
+    service = "rke2-server" if host.has_role("server") else "rke2-agent"
+    running = (f"{service} running and enabled",
+               lambda th: th.service(service).is_running and th.service(service).is_enabled)
+    config = "/etc/rancher/rke2/config.yaml"
+    checks = {
+        "rke2.system-prep": (_everyone, [
+            ("NetworkManager leaves CNI interfaces alone",
+             _file("/etc/NetworkManager/conf.d/rke2-canal.conf", 0o644, "unmanaged-devices=")),
+            ("sysctl file for RKE2", _file("/etc/sysctl.d/90-rke2.conf", 0o644, "net.ipv4.ip_forward")),
+        ]),
+    }
+    if first:
+        checks["rke2.configure"] = (_everyone, [
+            ("config.yaml, 0600, initialising (no server to join)",
+             lambda th: _file(config, 0o600, "cni: ")(th) and not th.file(config).contains("^server:")),
+        ])
+        checks["rke2.start"] = (_everyone, [running])
+    else:
+        checks["rke2.join-configure"] = (_everyone, [
+            ("config.yaml, 0600, joining the first server with a token",
+             lambda th: _file(config, 0o600, "^server: \"https://")(th) and th.file(config).contains("^token: ")),
+        ])
+        checks["rke2.join-start"] = (_everyone, [running])
+    return checks

@@ -9,8 +9,6 @@ from __future__ import annotations
 KUBERNETES = "1.29.15"
 KUBERNETES_APT_VERSION = "1.29.15-1.1"          # pkgs.k8s.io package version of kubeadm/kubelet/kubectl
 KUBERNETES_APT_REPO = "https://pkgs.k8s.io/core:/stable:/v1.29/deb/"
-RKE2 = "v1.29.15+rke2r1"
-CONTAINERD_MINIMUM = {"1.6": "1.6.27", "1.7": "1.7.11"}   # floor for Kubernetes 1.29 (containerd's table)
 CNI_PLUGINS = "v1.3.0"
 CONTAINERD_TARBALL = "1.7.22"                    # containerd_source = "tarball": the release the artifacts dir holds
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
@@ -26,6 +24,61 @@ IMAGES = {
     "node_exporter": "quay.io/prometheus/node-exporter:v1.8.2",
     "kube_state_metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0",
     "jellyfin": "docker.io/jellyfin/jellyfin:10.9.11",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RKE2 on RHEL, containerd floors, upstream support windows (the clusters as they really install)
+# ---------------------------------------------------------------------------------------------------------
+
+# The RKE2 release a cluster gets unless the inventory names one: the `stable` channel's latest in
+# rancher/rke2 channels.yaml (read 2026-08, commit 6ce1a80). v1.29.15+rke2r1 (the older system's) has no
+# el10 RPMs and no el10 SELinux policy released with it (RKE2_EL_RPMS below), so it cannot install on
+# RHEL 10 with SELinux; Kubernetes 1.29 also left upstream support on 2025-02-28.
+RKE2 = "v1.35.7+rke2r1"
+
+# Which RKE2 releases publish RPMs for a RHEL major: (major) -> {(1, minor): first patch}; a line above
+# every listed one publishes from its .0, a line below none. A major not listed publishes for every line.
+# Source: rancher/rke2-packaging. Its rpm/centos10 tree ("Add centos10", authored 2025-10-03) is in no
+# tag of v1.30/v1.31; the first stable tags that hold it are v1.32.11+rke2r1, v1.33.7+rke2r1,
+# v1.34.3+rke2r1 and v1.35.0+rke2r1 (`git tag --contains 92086bd`), and every later tag is cut from a
+# tree holding it. rpm/centos10/scripts/sign-and-upload puts them at rpm.rancher.io/rke2/<channel>/<minor>/
+# centos/10/<arch>, the path get.rke2.io's do_install_rpm writes for VERSION_ID 10 (rancher/rke2 install.sh).
+RKE2_EL_RPMS = {10: {(1, 32): 11, (1, 33): 7, (1, 34): 3, (1, 35): 0}}
+
+# The SELinux policy. rke2-common's spec says `Requires(post): rke2-selinux >= 0.12-0` (rke2-packaging
+# rpm/centos8/common/rke2-common.spec, linked for centos9 and centos10), so an RPM install brings it.
+# rancher/rke2-selinux added policy/centos10 on 2025-10-06 (first stable tag v0.22.stable.1), published at
+# rpm.rancher.io/rke2/<channel>/common/centos/10/noarch (scripts/sign-and-upload), the repository install.sh
+# writes beside the versioned one. Rancher ships it for el10 only alongside RKE2 releases that have el10 RPMs
+# (they require it): vmstation pairs it with no other release (rhel.selinux_policy_problem).
+
+# Canal and firewalld: "Firewalld conflicts with RKE2's default Canal (Calico + Flannel) networking stack.
+# To avoid unexpected behavior, firewalld should be disabled on systems running RKE2."
+# (rancher/rke2-docs docs/known_issues.md, "Firewalld conflicts with default networking").
+RKE2_FIREWALLD_KNOWN_ISSUE = "https://docs.rke2.io/known_issues#firewalld-conflicts-with-default-networking"
+
+# containerd's minimum per Kubernetes minor, per containerd series (containerd/containerd RELEASES.md,
+# "Kubernetes Support": 1.29 row as of commit caa9e2075 (2024-02), later rows at HEAD). A series not
+# listed for a Kubernetes minor is below its floor when it is older than every listed series.
+CONTAINERD_MINIMUM_BY_KUBERNETES = {
+    "1.29": {"1.6": "1.6.27", "1.7": "1.7.11"},
+    "1.30": {"1.6": "1.6.28", "1.7": "1.7.13", "2.0": "2.0.0"},
+    "1.32": {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.1", "2.1": "2.1.0"},
+    "1.33": {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.4", "2.1": "2.1.0"},
+    "1.34": {"1.6": "1.6.39", "1.7": "1.7.28", "2.0": "2.0.6", "2.1": "2.1.3"},
+    "1.35": {"1.7": "1.7.28", "2.1": "2.1.5", "2.2": "2.2.0"},
+    "1.36": {"2.2": "2.2.0", "2.3": "2.3.0"},
+}
+DEBIAN12_CONTAINERD = "1.6.20"                    # bookworm's containerd package (findings.md)
+
+# Upstream support: a Kubernetes minor's end-of-life date (kubernetes.io/releases, kubernetes/website
+# data/releases/schedule.yaml and eol.yaml). RKE2 community releases follow upstream patch releases, so an
+# RKE2 line leaves upstream support with its Kubernetes minor (SUSE's RKE2 support matrix may run longer
+# for Rancher Prime subscribers).
+KUBERNETES_END_OF_LIFE = {
+    "1.29": "2025-02-28", "1.30": "2025-06-28", "1.31": "2025-10-28", "1.32": "2026-02-28",
+    "1.33": "2026-06-28", "1.34": "2026-10-27", "1.35": "2027-02-28", "1.36": "2027-06-28",
 }
 
 

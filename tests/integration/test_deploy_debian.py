@@ -54,7 +54,7 @@ def outcomes(completed: subprocess.CompletedProcess) -> dict[tuple[str, str], di
 
 
 def test_plan_shows_every_phase_and_changes_nothing(box_inventory):
-    plan = vmstation("deploy-debian", "--plan", inventory=box_inventory)
+    plan = vmstation("deploy-debian", "--plan", "--diff", inventory=box_inventory)   # --diff: full even when long
     assert plan.returncode in (0, 3), plan.stderr
     for expected in ("kubeadm init --config /etc/kubernetes/kubeadm-init.yaml", "kubeadm join --config",
                      "apply --server-side", "wait for 2 nodes Ready", "cannot run here: Kubernetes 1.29.15 binaries",

@@ -19,21 +19,21 @@ import secrets
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from vmstation import vault, verify
+from vmstation import vault, verify, versions
 from vmstation.inventory import load
+from vmstation.testing.argv_watch import ArgvWatch
 from vmstation.testing.ssh_client import connect_checked, run
 from vmstation.transport import SshOptions, connect
 
 VMSTATION = [sys.executable, "-m", "vmstation.cli"]
 KUBECONFIG = Path(__file__).parent.parent / "unit" / "data" / "rke2_kubeconfig.yaml"
 RAN_HERE = {"rke2.system-prep", "rke2.configure", "rke2.artifacts"}
-BLOCKED = {"rke2.start", "rke2.monitoring"}
+BLOCKED = {"rke2.start", "rke2.monitoring", "rke2.nodes-ready"}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_first_run_preps_configures_and_fetches_then_stops_at_the_install(deploy
     install = results["rke2.install"]
     assert install["status"] == "unsupported"
     release = str(deployment["workdir"] / "rke2-release")
-    assert install["message"] == (f"RKE2 v1.29.15+rke2r1 air-gapped: install.sh, rke2.linux-amd64.tar.gz, "
+    assert install["message"] == (f"RKE2 {versions.RKE2} air-gapped: install.sh, rke2.linux-amd64.tar.gz, "
                                   f"rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt missing in artifacts_dir "
                                   f"{release} (get them from the RKE2 release page and get.rke2.io)")
     prep = {s["label"]: s for s in results["rke2.system-prep"]["steps"]}
@@ -165,33 +165,6 @@ def test_reset_removes_the_rke2_config_and_a_second_reset_changes_nothing(deploy
     second = reset()
     assert second.returncode == 0 and "\n0 changed, 0 failed" in second.stdout, second.stdout
     assert deployment["boxes"].sudo_password not in first.stdout + first.stderr + second.stdout + second.stderr
-
-
-class ArgvWatch:
-    """Every distinct command line of this machine (boxes included) while the block runs."""
-
-    def __init__(self, interval: float = 0.01):
-        self.interval, self.seen = interval, set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> ArgvWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    try:
-                        self.seen.add((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-                    except OSError:
-                        continue
-            self._stop.wait(self.interval)
 
 
 def _run_as_root(deployment, script: str) -> str:

@@ -23,7 +23,7 @@ def homelab_inventory() -> Inventory:
         clusters=(
             Cluster(name="debian", kind="kubeadm", version="1.29.15", pod_cidr="10.244.0.0/16",
                     service_cidr="10.96.0.0/12", api_endpoint="192.168.4.63:6443", cni="flannel"),
-            Cluster(name="rke2", kind="rke2", version="v1.29.15+rke2r1", pod_cidr="10.42.0.0/16",
+            Cluster(name="rke2", kind="rke2", version="v1.35.7+rke2r1", pod_cidr="10.42.0.0/16",
                     service_cidr="10.43.0.0/16", api_endpoint="192.168.4.62:6443", cni="canal"),
         ),
         power=Power(wol_broadcast="192.168.4.255", jellyfin_url="http://192.168.4.61:30096",

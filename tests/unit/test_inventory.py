@@ -165,6 +165,23 @@ BAD = [
     ("containerd_source on rke2", 'kind = "rke2"', 'kind = "rke2"\ncontainerd_source = "docker"',
      ("t.toml: key 'clusters.rke2.containerd_source': rke2 brings its own containerd; containerd_source is "
      "for kubeadm clusters")),
+    ("proxy_mode on rke2", 'kind = "rke2"', 'kind = "rke2"\nproxy_mode = "iptables"',
+     "t.toml: key 'clusters.rke2.proxy_mode': proxy_mode is for kubeadm clusters"),
+    ("selinux on kubeadm", 'kind = "kubeadm"', 'kind = "kubeadm"\nselinux = false',
+     "t.toml: key 'clusters.debian.selinux': selinux is for rke2 clusters"),
+    ("proxy_mode unknown", 'kind = "kubeadm"', 'kind = "kubeadm"\nproxy_mode = "ipvs"',
+     "t.toml: key 'clusters.debian.proxy_mode': 'ipvs' is not one of nftables, iptables"),
+    ("accept_old_containerd not a bool", 'kind = "kubeadm"', 'kind = "kubeadm"\naccept_old_containerd = "yes"',
+     "t.toml: key 'clusters.debian.accept_old_containerd': expected a boolean, got a string"),
+    ("jellyfin_certificate off the jellyfin host", 'roles = ["server"]',
+     'roles = ["server"]\njellyfin_certificate = "/etc/jellyfin/jellyfin.pfx"',
+     "t.toml: host 'server': key 'jellyfin_certificate': jellyfin_certificate is for the host with role 'jellyfin'"),
+    ("jellyfin_certificate relative", 'roles = ["server"]', 'roles = ["server"]\njellyfin_certificate = "x.pfx"',
+     "t.toml: host 'server': key 'jellyfin_certificate': 'x.pfx' is not an absolute path"),
+    ("two rke2 servers", 'mac = "aa:bb:cc:dd:ee:03"\n"""'[:-4],
+     'mac = "aa:bb:cc:dd:ee:03"\n\n[hosts.server2]\naddress = "10.0.0.4"\ncluster = "rke2"\nroles = ["server"]',
+     "t.toml: key 'clusters.rke2': rke2 cluster has 2 servers (server, server2); etcd needs an odd number "
+     "(docs.rke2.io/install/ha): make one of them an agent, or add a server"),
     ("kubeadm version with v", 'kind = "kubeadm"', 'kind = "kubeadm"\nversion = "v1.29.15"',
      ("t.toml: key 'clusters.debian.version': 'v1.29.15' is not a Kubernetes version like '1.29.15' "
      "(no leading 'v')")),
@@ -231,8 +248,20 @@ def test_kind_picks_the_defaults():
     assert (debian.cni, debian.pod_cidr, debian.service_cidr, debian.version) == (
         "flannel", "10.244.0.0/16", "10.96.0.0/12", "1.29.15")
     assert (rke2.cni, rke2.pod_cidr, rke2.service_cidr, rke2.version) == (
-        "canal", "10.42.0.0/16", "10.43.0.0/16", "v1.29.15+rke2r1")
+        "canal", "10.42.0.0/16", "10.43.0.0/16", "v1.35.7+rke2r1")
     assert rke2.api_endpoint == "10.0.0.3:6443"       # the server's address when not given
+    assert (rke2.firewall, rke2.selinux) == ("disabled", True)    # rke2-docs known issue: firewalld off
+    assert (debian.containerd_source, debian.proxy_mode, debian.accept_old_containerd) == ("docker", "nftables",
+                                                                                           False)
+
+
+def test_rke2_clusters_of_three_servers_and_agents_load():
+    grown = BASE + "".join(f'\n[hosts.{name}]\naddress = "10.0.0.{n}"\ncluster = "rke2"\nroles = ["{role}"]\n'
+                           for n, (name, role) in enumerate((("server2", "server"), ("server3", "server"),
+                                                              ("agent1", "agent")), start=4))
+    inventory = load_text(grown, "t.toml")
+    assert [h.name for h in inventory.hosts_of("rke2") if h.has_role("server")] == ["server", "server2", "server3"]
+    assert inventory.cluster("rke2").api_endpoint == "10.0.0.3:6443"      # the first server's
 
 
 def test_defaults_apply_unless_the_host_says_otherwise():

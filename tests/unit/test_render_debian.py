@@ -231,9 +231,11 @@ def test_kubelet_unit_with_its_drop_in_passes_systemd_analyze(homelab, tmp_path)
 def test_kubeadm_init_passes_the_checker_and_carries_the_inventory(homelab):
     text = render_for(homelab, "kubeadm/init.yaml.j2", "masternode")
     assert check_kubeadm_config(text) == []
-    init, cluster, kubelet = docs(text)
-    assert (init["kind"], cluster["kind"], kubelet["kind"]) == (
-        "InitConfiguration", "ClusterConfiguration", "KubeletConfiguration")
+    init, cluster, proxy, kubelet = docs(text)
+    assert (init["kind"], cluster["kind"], proxy["kind"], kubelet["kind"]) == (
+        "InitConfiguration", "ClusterConfiguration", "KubeProxyConfiguration", "KubeletConfiguration")
+    assert proxy == {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                     "mode": "nftables", "featureGates": {"NFTablesProxyMode": True}}
     assert init["localAPIEndpoint"] == {"advertiseAddress": "192.168.4.63", "bindPort": 6443}
     assert init["nodeRegistration"] == {
         "name": "masternode",
@@ -247,6 +249,17 @@ def test_kubeadm_init_passes_the_checker_and_carries_the_inventory(homelab):
     assert cluster["apiServer"] == {"certSANs": ["192.168.4.63", "masternode"]}
     assert "dns" not in cluster
     assert kubelet["cgroupDriver"] == "systemd"
+
+
+@pytest.mark.parametrize("mode, nftables", [("nftables", True), ("iptables", False)])
+def test_kube_proxy_and_flannel_follow_one_proxy_mode(homelab, mode, nftables):
+    cluster = dataclasses.replace(homelab.cluster("debian"), proxy_mode=mode)
+    inventory = dataclasses.replace(homelab, clusters=(cluster, homelab.cluster("rke2")))
+    proxy = docs(render_for(inventory, "kubeadm/init.yaml.j2", "masternode"))[2]
+    assert proxy["mode"] == mode and ("featureGates" in proxy) is nftables
+    flannel = docs(render_for(inventory, "flannel/kube-flannel.yaml.j2", "masternode"))
+    net_conf = next(d for d in flannel if d["kind"] == "ConfigMap")["data"]["net-conf.json"]
+    assert json.loads(net_conf)["EnableNFTables"] is nftables
 
 
 def test_kubeadm_join_passes_the_checker_and_carries_the_inventory(homelab):
@@ -561,7 +574,44 @@ def test_jellyfin_is_a_deployment_pinned_to_the_storage_node(homelab):
     assert mounts["media"] == {"name": "media", "mountPath": "/media", "readOnly": True}
     service = find(documents, "Service", "jellyfin")
     assert service["spec"]["type"] == "NodePort"
+    assert {(p["port"], p["nodePort"]) for p in service["spec"]["ports"]} == {(8096, 30096)}   # no certificate
+    assert [p["containerPort"] for p in spec["containers"][0]["ports"]] == [8096]
+
+
+def test_jellyfin_publishes_https_only_with_a_certificate(homelab):
+    lab = with_host(homelab, "storagenodet3500", jellyfin_certificate="/etc/jellyfin/jellyfin.pfx")
+    documents = docs(render_for(lab, "apps/jellyfin.yaml.j2", "masternode"))
+    assert check_manifests("---\n".join(yaml.safe_dump(d) for d in documents)) == []
+    spec = pod_spec(find(documents, "Deployment", "jellyfin"))
+    assert {v["name"]: v["hostPath"] for v in spec["volumes"]}["certificate"] == {
+        "path": "/etc/jellyfin/jellyfin.pfx", "type": "File"}
+    assert {"name": "certificate", "mountPath": "/certs/jellyfin.pfx", "readOnly": True} in \
+        spec["containers"][0]["volumeMounts"]
+    service = find(documents, "Service", "jellyfin")
     assert {(p["port"], p["nodePort"]) for p in service["spec"]["ports"]} == {(8096, 30096), (8920, 30920)}
+
+
+def test_node_exporter_runs_as_spc_t_and_kube_state_metrics_probes_match_upstream(homelab):
+    exporter = pod_spec(find(docs(render_for(homelab, "apps/node-exporter.yaml.j2", "masternode")), "DaemonSet",
+                             "node-exporter"))
+    assert exporter["securityContext"]["seLinuxOptions"] == {"type": "spc_t"}
+    rke2_exporter = pod_spec(find(docs(render_for(homelab, "rke2-monitoring/node-exporter.yaml.j2", "homelab")),
+                                  "DaemonSet", "node-exporter"))
+    assert rke2_exporter["securityContext"]["seLinuxOptions"] == {"type": "spc_t"}
+    ksm = pod_spec(find(docs(render_for(homelab, "apps/kube-state-metrics.yaml.j2", "masternode")), "Deployment",
+                        "kube-state-metrics"))["containers"][0]
+    for probe, path, port in (("livenessProbe", "/livez", "http-metrics"), ("readinessProbe", "/readyz", "telemetry")):
+        assert ksm[probe] == {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": 5, "timeoutSeconds": 5}
+
+
+def test_every_rke2_manifest_with_host_paths_runs_as_spc_t(homelab):
+    from vmstation import rhel
+
+    for template in rhel.RKE2_MONITORING_MANIFESTS:
+        for document in docs(render_for(homelab, template, "homelab")):
+            spec = pod_spec(document) if document["kind"] in ("DaemonSet", "Deployment", "StatefulSet") else None
+            if spec and any("hostPath" in v for v in spec.get("volumes", [])):
+                assert spec["securityContext"]["seLinuxOptions"] == {"type": "spc_t"}, template
 
 
 def test_jellyfin_without_a_jellyfin_host_is_an_error(homelab):

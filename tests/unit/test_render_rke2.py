@@ -64,11 +64,31 @@ def test_config_yaml_for_the_homelab_holds_the_inventory_values(homelab):
     }
 
 
-def test_config_yaml_has_no_token_unless_one_is_given(homelab):
-    assert "token" not in rendered_config(homelab)
-    with_token = render("rke2/config.yaml.j2", **rke2_values(homelab, token="K10abc::server:def"))
-    assert yaml.safe_load(with_token)["token"] == "K10abc::server:def"
-    assert check_rke2_config(with_token) == []
+def test_config_yaml_has_no_token_unless_it_joins(homelab):
+    assert "token" not in rendered_config(homelab) and "server" not in rendered_config(homelab)
+    joining = render("rke2/config.yaml.j2", **rke2_values(homelab, server_url="https://192.168.4.62:9345",
+                                                          token="K10abc::server:def"))
+    assert yaml.safe_load(joining)["token"] == "K10abc::server:def"
+    assert yaml.safe_load(joining)["server"] == "https://192.168.4.62:9345"
+    assert check_rke2_config(joining, joining=True) == []
+    assert check_rke2_config(joining) == ["config.yaml: the first server must not name a 'server' to join"]
+
+
+def test_an_agent_config_holds_agent_keys_only(homelab):
+    text = render("rke2/config.yaml.j2", **rke2_values(homelab, role="agent", server_url="https://192.168.4.62:9345",
+                                                       token="K10abc::server:def", selinux=True))
+    assert yaml.safe_load(text) == {"server": "https://192.168.4.62:9345", "token": "K10abc::server:def",
+                                    "node-name": "homelab", "node-ip": "192.168.4.62", "selinux": True}
+    assert check_rke2_config(text, role="agent", joining=True) == []
+    server_text = render("rke2/config.yaml.j2", **rke2_values(homelab))
+    assert "config.yaml: key 'cni' is not an RKE2 agent flag (docs.rke2.io/reference/linux_agent_config)" in \
+        check_rke2_config(server_text, role="agent")
+    assert check_rke2_config(text.replace("token:", "# token:"), role="agent", joining=True) == [
+        "config.yaml: a joining node needs both 'server' (https://FIRST:9345) and 'token'"]
+
+
+def test_selinux_false_leaves_the_key_out(homelab):
+    assert "selinux" not in rendered_config(homelab, selinux=False)
 
 
 def test_config_yaml_is_written_0600_because_it_may_hold_the_token():
@@ -280,15 +300,33 @@ def test_os_release_parsing_follows_shell_quoting():
     assert rhel.os_family({}) == "other"
 
 
-def test_preflight_warns_for_rke2_1_29_on_every_el10_and_names_the_supported_version():
+def test_rke2_1_29_on_every_el10_installs_from_the_tarball_and_has_no_selinux_policy():
     for name in ("rhel10", "almalinux10", "rocky10", "centos_stream10"):
-        warnings = rhel.preflight_warnings(os_release(name), "v1.29.15+rke2r1")
+        warnings = rhel.preflight_warnings(os_release(name), "v1.29.15+rke2r1", selinux=False)
         assert len(warnings) == 1
-        assert "v1.30 and later" in warnings[0] and "v1.29.15+rke2r1" in warnings[0]
+        assert "publishes no RPMs for RHEL 10" in warnings[0] and "INSTALL_RKE2_METHOD=tar" in warnings[0]
+    problem = rhel.selinux_policy_problem("v1.29.15+rke2r1", "rhel", 10, selinux=True)
+    assert "no SELinux policy (rke2-selinux) for RHEL 10" in problem
+    assert "v1.32.11+rke2r1, v1.33.7+rke2r1, v1.34.3+rke2r1, v1.35.0+rke2r1 or later" in problem
+    assert "selinux = false" in problem
+    assert rhel.selinux_policy_problem("v1.29.15+rke2r1", "rhel", 10, selinux=False) is None
+    assert rhel.selinux_policy_problem("v1.29.15+rke2r1", "debian", 0, selinux=True) is None
 
 
-def test_preflight_is_quiet_where_the_version_is_supported():
-    assert rhel.preflight_warnings(os_release("rhel10"), "v1.30.14+rke2r2") == []
+@pytest.mark.parametrize("version, major, published", [
+    ("v1.29.15+rke2r1", 10, False), ("v1.30.14+rke2r2", 10, False), ("v1.31.14+rke2r1", 10, False),
+    ("v1.32.10+rke2r1", 10, False), ("v1.32.11+rke2r1", 10, True), ("v1.33.6+rke2r1", 10, False),
+    ("v1.33.7+rke2r1", 10, True), ("v1.34.3+rke2r1", 10, True), ("v1.35.0+rke2r1", 10, True),
+    ("v1.36.0+rke2r1", 10, True), ("v1.29.15+rke2r1", 9, True), ("v1.29.15+rke2r1", 8, True)])
+def test_which_releases_publish_rpms_for_a_rhel_major(version, major, published):
+    # rancher/rke2-packaging: rpm/centos10 first in tags v1.32.11, v1.33.7, v1.34.3, v1.35.0 (versions.py)
+    assert rhel.rpms_published(version, major) is published
+    assert rhel.install_method(version, "rhel", major) == ("rpm" if published else "tar")
+    assert rhel.install_method(version, "rhel", major, airgapped=True) == "tar"
+
+
+def test_preflight_is_quiet_where_the_version_has_rpms():
+    assert rhel.preflight_warnings(os_release("rhel10"), "v1.35.7+rke2r1") == []
     assert rhel.preflight_warnings(os_release("debian12"), "v1.29.15+rke2r1") == []
     rhel9 = rhel.parse_os_release('ID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.6"\n')
     assert rhel.preflight_warnings(rhel9, "v1.29.15+rke2r1") == []
@@ -351,7 +389,7 @@ def test_nmcli_and_ethtool_commands_pass_hostile_names_as_one_argument(shell):
 def test_firewall_commands_open_every_port_and_trust_the_cluster_networks(shell, homelab):
     cluster = homelab.cluster("rke2")
     evil = HOSTILE.format(tmp=shell.tmp)
-    commands = rhel.firewall_commands(cluster.firewall, cluster.pod_cidr, cluster.service_cidr, zone=evil)
+    commands = rhel.firewall_commands("open-ports", cluster.pod_cidr, cluster.service_cidr, zone=evil)
     calls = shell(" && ".join(commands))
     assert calls[0] == ["firewall-cmd", "--permanent", f"--zone={evil}",
                         *(f"--add-port={port}" for port in rhel.FIREWALLD_PORTS)]
@@ -415,10 +453,12 @@ def fake_curl(tmp: Path, script_body: str | None) -> dict:
 def test_online_install_downloads_the_script_then_runs_it_as_rpm_on_rhel(tmp_path):
     report = 'printf "%s|%s|%s\\n" "$INSTALL_RKE2_VERSION" "$INSTALL_RKE2_METHOD" "$INSTALL_RKE2_TYPE"'
     env = fake_curl(tmp_path, report + ' > "$HOME/installed"\n')
-    for family, method in (("rhel", "rpm"), ("debian", "")):
-        command = rhel.install_command("v1.29.15+rke2r1", family)
+    for version, family, method, kind in (("v1.35.7+rke2r1", "rhel", "rpm", "server"),
+                                          ("v1.29.15+rke2r1", "rhel", "tar", "agent"),
+                                          ("v1.29.15+rke2r1", "debian", "", "server")):
+        command = rhel.install_command(version, family, rhel_major=10, node_type=kind)
         subprocess.run(["sh", "-c", command], env=env, check=True, timeout=10)
-        assert (tmp_path / "installed").read_text() == f"v1.29.15+rke2r1|{method}|server\n"
+        assert (tmp_path / "installed").read_text() == f"{version}|{method}|{kind}\n"
         script = Path((tmp_path / "script-path").read_text().strip())
         assert script.parent == tmp_path and not script.exists()     # a fresh mktemp file, removed after
     with pytest.raises(InputError):

@@ -10,6 +10,7 @@ produce where it can run here.
 from __future__ import annotations
 
 import base64
+import datetime
 import dataclasses
 import hashlib
 import os
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmstation import facts as facts_mod
+from vmstation import facts as facts_mod, rhel
 from vmstation.context import HostContext, RunContext
-from vmstation.errors import InputError, Unsupported
+from vmstation.errors import InputError, InventoryError, Unsupported
 from vmstation.execute import PhaseOutcome, decide_steps, apply
 from vmstation.facts import HostFacts, parse_os_release
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, WARN, Command, Directory, Edit, Fetch, File,
@@ -50,7 +51,11 @@ RHEL10 = host_facts("rhel10", "Enforcing", {"/usr/sbin/firewalld", "/usr/sbin/ge
 DEBIAN12 = host_facts("debian12", None, {"/run/systemd/system"}, kernel="6.1.0-28-amd64")
 
 
+TODAY = datetime.date(2026, 11, 28)     # support notices depend on the date: plans are snapshotted on this one
+
+
 def context(inventory, host: str, facts: HostFacts, tmp_path: Path, **run_values) -> HostContext:
+    run_values.setdefault("today", TODAY)
     run = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", values=dict(run_values))
     return HostContext(run, inventory.host(host), None, facts_source=lambda: facts)
 
@@ -105,10 +110,80 @@ def check_snapshot(name: str, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", [p.name for p in build_graph().order("deploy-rke2")])
+@pytest.mark.parametrize("phase", [p.name for p in build_graph().order("deploy-rke2") if ".join-" not in p.name])
 def test_plan_of_a_fresh_rhel10_host_matches_its_snapshot(homelab, tmp_path, phase):
     outcome = planned(context(homelab, "homelab", RHEL10, tmp_path), phase)
     check_snapshot(f"rke2_{phase.split('.', 1)[1]}", plan_text(outcome, tmp_path))
+
+
+def topology(homelab, extra: dict[str, str]):
+    """The homelab's RKE2 cluster grown by ``extra`` hosts (name -> role), on 192.168.4.7x."""
+    hosts = list(homelab.hosts) + [dataclasses.replace(homelab.host("homelab"), name=name, roles=(role,),
+                                                       address=f"192.168.4.{70 + index}", mac=None)
+                                   for index, (name, role) in enumerate(extra.items())]
+    return dataclasses.replace(homelab, hosts=tuple(hosts))
+
+
+def cluster_plan(inventory, tmp_path) -> str:
+    """The deploy-rke2 plan of every host of the RKE2 cluster, phase by phase, as each fresh host answers."""
+    outcomes = []
+    for phase in build_graph().order("deploy-rke2"):
+        for host in build_graph().phases[phase.name].select(inventory):
+            outcomes.append(planned(context(inventory, host.name, RHEL10, tmp_path), phase.name))
+    return format_plan(outcomes, show_unchanged=True).replace(str(tmp_path), "<tmp>")
+
+
+@pytest.mark.parametrize("name, extra", [("one_server_one_agent", {"compute1": "agent"}),
+                                         ("three_servers", {"homelab2": "server", "homelab3": "server"})])
+def test_plan_of_a_grown_rke2_cluster_matches_its_snapshot(homelab, tmp_path, name, extra):
+    check_snapshot(f"rke2_cluster_{name}", cluster_plan(topology(homelab, extra), tmp_path))
+
+
+def test_joining_nodes_get_server_url_and_the_token_read_from_the_first_server(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    token = "K10" + "ab" * 32 + "::server:" + "cd" * 16
+    asked = []
+
+    def remote(host, script):
+        asked.append((host.name, script))
+        return token + "\n"
+
+    configs = {}
+    for name in ("compute1", "homelab2"):
+        ctx = context(inventory, name, RHEL10, tmp_path)
+        ctx.run.remote = remote
+        ctx.run.plan = False
+        configs[name] = next(op for op in rke2.join_configure(ctx) if isinstance(op, File))
+    assert {h for h, _ in asked} == {"homelab"} and all(token not in s for _, s in asked)
+    assert asked[0][1] == "if [ -s /var/lib/rancher/rke2/server/node-token ]; then " \
+                          "cat -- /var/lib/rancher/rke2/server/node-token; fi\n"
+    for name, role in (("compute1", "agent"), ("homelab2", "server")):
+        config = yaml.safe_load(configs[name].content)
+        assert (config["server"], config["token"]) == ("https://192.168.4.62:9345", token)
+        assert configs[name].secret and configs[name].mode == "0600"
+        assert ("cni" in config) is (role == "server")
+        step = configs[name].decide("absent\n", frozenset())
+        assert token not in step.diff and token not in repr(step.reason)
+    restart = [op for op in rke2.join_configure(ctx) if isinstance(op, Command)]
+    assert restart[0].script == "systemctl restart rke2-server.service"
+
+
+def test_the_config_copied_from_a_joining_node_leaves_the_token_there(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent"})
+    fetch = next(op for op in rke2.artifacts(context(inventory, "compute1", RHEL10, tmp_path)) if isinstance(op, Fetch))
+    config = b'server: "https://192.168.4.62:9345"\ntoken: "K10abc::server:secret"\nnode-name: "compute1"\n'
+    step = fetch.decide(base64.b64encode(config).decode() + "\n", frozenset())
+    copied = step.local_writes[0].content
+    assert b"secret" not in copied and yaml.safe_load(copied)["node-name"] == "compute1"
+    assert step.local_writes[0].mode == 0o600
+
+
+def test_a_join_before_the_first_server_has_a_token_stops_that_node(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent"})
+    ctx = context(inventory, "compute1", RHEL10, tmp_path)
+    ctx.run.remote, ctx.run.plan = (lambda host, script: ""), False
+    with pytest.raises(Unsupported, match="homelab has no /var/lib/rancher/rke2/server/node-token yet"):
+        list(rke2.join_configure(ctx))
 
 
 def test_rhel10_prep_installs_with_dnf_opens_firewalld_and_keeps_selinux_enforcing(homelab, tmp_path):
@@ -116,16 +191,25 @@ def test_rhel10_prep_installs_with_dnf_opens_firewalld_and_keeps_selinux_enforci
     commands = [c for s in outcome.steps for c in s.commands]
     assert "dnf install -y -q container-selinux" in commands
     assert f"dnf install -y kernel-modules-extra-{RHEL10_KERNEL}" in commands
-    firewall = next(c for c in commands if c.startswith("firewall-cmd"))
-    assert "--add-port=6443/tcp" in firewall and "--add-port=9345/tcp" in firewall and "--add-port=8472/udp" in firewall
-    assert "--zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16" in firewall
+    assert "if systemctl cat firewalld.service >/dev/null 2>&1; then systemctl disable --now firewalld.service; fi" \
+        in commands                                  # rke2-docs known issue: firewalld conflicts with Canal
     assert "nmcli connection modify eno1 802-3-ethernet.wake-on-lan magic" in commands
     assert any("systemctl disable --now nm-cloud-setup.service" in c for c in commands)
     labels = {s.label: s for s in outcome.steps}
     assert labels["file /etc/NetworkManager/conf.d/rke2-canal.conf"].status == CHANGE
     assert labels["edit /etc/selinux/config (line 'SELINUX=enforcing')"].status == OK
+    assert [s.reason for s in outcome.steps if s.status == WARN] == []
+
+
+def test_open_ports_keeps_firewalld_with_the_known_issue_said(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), firewall="open-ports")
+    inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
+    outcome = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
+    firewall = next(c for s in outcome.steps for c in s.commands if c.startswith("firewall-cmd"))
+    assert "--add-port=6443/tcp" in firewall and "--add-port=9345/tcp" in firewall and "--add-port=8472/udp" in firewall
+    assert "--zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16" in firewall
     warnings = [s.reason for s in outcome.steps if s.status == WARN]
-    assert len(warnings) == 1 and "v1.30 and later" in warnings[0]
+    assert len(warnings) == 1 and "firewalld conflicts with Canal" in warnings[0]
 
 
 def test_bridge_sysctls_wait_for_br_netfilter_loaded_in_the_same_phase(homelab, tmp_path):
@@ -145,11 +229,30 @@ def test_bridge_sysctls_wait_for_br_netfilter_loaded_in_the_same_phase(homelab, 
     assert [s.status for s in again.steps if s.label.startswith("sysctl net.bridge.")] == [OK, OK]
 
 
-def test_a_supported_rke2_version_carries_no_warning(homelab, tmp_path):
-    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.30.14+rke2r2")
+def test_a_release_without_el10_rpms_and_selinux_is_refused_as_bad_input(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.29.15+rke2r1")
     inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
-    outcome = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
-    assert [s for s in outcome.steps if s.status == WARN] == []
+    with pytest.raises(InventoryError) as caught:
+        list(rke2.system_prep(context(inventory, "homelab", RHEL10, tmp_path)))
+    message = str(caught.value)
+    assert message.startswith("hosts.toml: key 'clusters.rke2.version': RKE2 v1.29.15+rke2r1 publishes no RPMs "
+                              "and no SELinux policy (rke2-selinux) for RHEL 10")
+    assert "v1.35.0+rke2r1 or later" in message and "selinux = false" in message and "\n" not in message
+
+
+def test_selinux_false_installs_an_old_release_from_the_tarball_with_path_and_says_so(homelab, tmp_path):
+    cluster = dataclasses.replace(homelab.cluster("rke2"), version="v1.29.15+rke2r1", selinux=False)
+    inventory = dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), cluster))
+    prep = planned(context(inventory, "homelab", RHEL10, tmp_path), "rke2.system-prep")
+    warnings = [s.reason for s in prep.steps if s.status == WARN]
+    assert any("publishes no RPMs for RHEL 10" in w and "without SELinux labels" in w for w in warnings)
+    assert any("the 1.29 line left upstream support on 2025-02-28" in w for w in warnings)
+    ops = list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    assert [op.path for op in ops if isinstance(op, File)] == ["/etc/profile.d/vmstation-rke2.sh"]
+    assert "INSTALL_RKE2_METHOD=tar" in ops[-1].script
+    config = yaml.safe_load(next(op for op in rke2.configure(context(inventory, "homelab", RHEL10, tmp_path))
+                                 if isinstance(op, File)).content)
+    assert "selinux" not in config
 
 
 def test_a_debian_host_gets_the_generic_path_and_the_plan_says_so(homelab, tmp_path):
@@ -225,7 +328,7 @@ def test_installed_rke2_probe_does_not_end_the_probe_script():
 def test_online_install_uses_the_script_with_the_version_and_rpm_on_rhel(homelab, tmp_path):
     ops = list(rke2.install(context(homelab, "homelab", RHEL10, tmp_path)))
     assert len(ops) == 1 and isinstance(ops[0], rke2.Rke2Installed)
-    assert "INSTALL_RKE2_VERSION=v1.29.15+rke2r1" in ops[0].script and "INSTALL_RKE2_METHOD=rpm" in ops[0].script
+    assert "INSTALL_RKE2_VERSION=v1.35.7+rke2r1" in ops[0].script and "INSTALL_RKE2_METHOD=rpm" in ops[0].script
 
 
 def test_airgapped_install_without_the_files_cannot_run_here(homelab, tmp_path):
@@ -248,15 +351,35 @@ def test_airgapped_install_refuses_a_file_whose_checksum_differs(homelab, tmp_pa
 
 def test_airgapped_install_uploads_checked_files_then_runs_install_sh(homelab, tmp_path):
     directory = _artifacts_dir(tmp_path)
+    (directory / POLICY_RPM).write_bytes(b"rpm")
     ops = list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
     files = {op.path: op for op in ops if isinstance(op, File)}
-    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in rke2.AIRGAP_FILES}
+    assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in (*rke2.AIRGAP_FILES, POLICY_RPM)} | {
+        rhel.RKE2_PROFILE}
+    # the policy first: install.sh restores the SELinux contexts of what it unpacks only once it is there
+    order = [op.label for op in ops if isinstance(op, (Command, rke2.Rke2Installed))]
+    assert order[0] == f"run install {POLICY_RPM}" and order[1].startswith("install RKE2")
     assert files[f"{rke2.REMOTE_ARTIFACTS}/rke2.linux-amd64.tar.gz"].data == b"tarball"
     installer = next(op for op in ops if isinstance(op, rke2.Rke2Installed))
-    assert installer.script == ("INSTALL_RKE2_VERSION=v1.29.15+rke2r1 INSTALL_RKE2_TYPE=server "
+    assert installer.script == ("INSTALL_RKE2_VERSION=v1.35.7+rke2r1 INSTALL_RKE2_TYPE=server "
                                 f"INSTALL_RKE2_ARTIFACT_PATH={rke2.REMOTE_ARTIFACTS} INSTALL_RKE2_METHOD=tar "
                                 f"sh {rke2.REMOTE_ARTIFACTS}/install.sh")
-    assert any(op.__class__.__name__ == "Notice" and "rke2-selinux" in op.message for op in ops)
+
+
+POLICY_RPM = "rke2-selinux-0.22-1.el10.noarch.rpm"
+
+
+def test_airgapped_selinux_without_the_el10_policy_rpm_is_bad_input(homelab, tmp_path):
+    directory = _artifacts_dir(tmp_path)
+    (directory / "rke2-selinux-0.22-1.el9.noarch.rpm").write_bytes(b"rpm")
+    inventory = _with_artifacts(homelab, directory)
+    with pytest.raises(InventoryError, match="key 'clusters.rke2.artifacts_dir': selinux is on but artifacts_dir .* "
+                                             "holds no rke2-selinux-\\*.el10.noarch.rpm"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    cluster = dataclasses.replace(inventory.cluster("rke2"), selinux=False)
+    ops = list(rke2.install(context(dataclasses.replace(inventory, clusters=(inventory.cluster("debian"), cluster)),
+                                    "homelab", RHEL10, tmp_path)))
+    assert not [op for op in ops if isinstance(op, Command)]
 
 
 def test_configure_restarts_a_running_server_only_when_the_config_changed(homelab, tmp_path):
@@ -324,7 +447,37 @@ def test_a_second_reset_changes_nothing(homelab, tmp_path, host, phase):
 def test_the_uninstall_script_is_taken_from_where_the_install_put_it(homelab, tmp_path):
     tarball = dataclasses.replace(RHEL10, paths=RHEL10.paths | {"/usr/local/bin/rke2-uninstall.sh"})
     ops = list(reset.reset_rke2(context(homelab, "homelab", tarball, tmp_path)))
-    assert ops[0].script == "/usr/local/bin/rke2-uninstall.sh" and ops[0].removes == ops[0].script
+    assert ops[0].description == "stop RKE2 and its containers (rke2-killall.sh)"
+    assert ops[1].script == "/usr/local/bin/rke2-uninstall.sh" and ops[1].removes == ops[1].script
+
+
+def test_node_remove_of_rke2_nodes_drains_on_the_first_server_and_never_removes_it(homelab, tmp_path):
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    for node in ("compute1", "homelab2"):
+        removal = list(reset.drain(context(inventory, node, RHEL10, tmp_path, limit=(node,))))
+        assert [(op.node, op.leader) for op in removal] == [(node, "homelab")]
+        steps = [s.label for s in planned(context(inventory, node, RHEL10, tmp_path, limit=(node,)),
+                                          "node-remove.reset").steps]
+        assert steps[:2] == ["run stop RKE2 and its containers (rke2-killall.sh)",
+                             "run uninstall RKE2 (/usr/bin/rke2-uninstall.sh)"]
+    with pytest.raises(InputError, match="host 'homelab' is the server of cluster 'rke2'"):
+        list(reset.drain(context(inventory, "homelab", RHEL10, tmp_path, limit=("homelab",))))
+
+
+def test_verify_checks_rke2_nodes_by_role(homelab):
+    from vmstation.verify import checks_for
+
+    inventory = topology(homelab, {"compute1": "agent", "homelab2": "server", "homelab3": "server"})
+    cluster = inventory.cluster("rke2")
+
+    def names(host):
+        return [(c.phase, c.name) for c in checks_for(inventory.host(host), cluster, first_server="homelab")
+                if c.phase != "rke2.system-prep"]
+    assert names("homelab") == [("rke2.configure", "config.yaml, 0600, initialising (no server to join)"),
+                                ("rke2.start", "rke2-server running and enabled")]
+    assert names("homelab2") == [("rke2.join-configure", "config.yaml, 0600, joining the first server with a token"),
+                                 ("rke2.join-start", "rke2-server running and enabled")]
+    assert names("compute1")[1] == ("rke2.join-start", "rke2-agent running and enabled")
 
 
 def test_node_remove_drains_and_deletes_on_the_control_plane(homelab, tmp_path, monkeypatch):
@@ -406,3 +559,14 @@ def _applying(ctx: HostContext, tmp_path: Path) -> HostContext:
         return result.stdout
     ctx.run.remote = remote
     return ctx
+
+
+def test_preflight_refuses_selinux_without_a_policy_before_any_host_and_passes_the_homelab(homelab):
+    from vmstation.offline import preflight
+
+    preflight(homelab, "deploy-rke2")           # v1.35.7+rke2r1 has el10 RPMs and rke2-selinux
+    old = dataclasses.replace(homelab.cluster("rke2"), version="v1.31.14+rke2r1")
+    with pytest.raises(InventoryError, match="RKE2 v1.31.14\\+rke2r1 publishes no RPMs and no SELinux policy"):
+        preflight(dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), old)), "deploy-rke2")
+    tarball = dataclasses.replace(old, selinux=False)
+    preflight(dataclasses.replace(homelab, clusters=(homelab.cluster("debian"), tarball)), "deploy-rke2")

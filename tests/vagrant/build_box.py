@@ -23,11 +23,11 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from vmstation.testing import HarnessError
 from vmstation.testing.box_rootfs import ensure_base_rootfs
 from vmstation.testing.commands import run
 from vmstation.testing.known_hosts import generate_ed25519
@@ -72,7 +72,11 @@ rm -rf /var/lib/apt/lists/*
 
 
 def main() -> int:
-    entry = ensure_box()
+    try:
+        entry = ensure_box()
+    except HarnessError as error:
+        print(f"build_box: {error}", file=sys.stderr)
+        return 1
     print(entry)
     return 0
 
@@ -181,11 +185,17 @@ def _pack(scratch: Path, name: str) -> None:
 
 def _add_to_vagrant(entry: Path) -> None:
     info = json.loads((entry / "box.json").read_text())
-    listed = subprocess.run(["vagrant", "box", "list", "--machine-readable"], capture_output=True, text=True,
-                            check=True).stdout
+    listed = run([*_vagrant_outside_project(entry), "box", "list", "--machine-readable"], timeout=300)
     if f",box-name,{info['box']}" in listed:
         return
-    run(["vagrant", "box", "add", "--force", "--name", info["box"], str(entry / "box.box")], timeout=900)
+    run([*_vagrant_outside_project(entry), "box", "add", "--force", "--name", info["box"], str(entry / "box.box")],
+        timeout=900)
+
+
+def _vagrant_outside_project(entry: Path) -> list[str]:
+    """Vagrant run from the box's own directory: every command loads the Vagrantfile of its working
+    directory, and the project's (local mode) needs the box this very command is about to add."""
+    return ["env", f"VAGRANT_CWD={entry}", "vagrant"]
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Deploy to the running Vagrant VMs and check them: the middle of tests/vagrant/run.sh.
 
-    python -m tests.vagrant.deploy_vms WORKDIR [--local]
+    python -m tests.vagrant.deploy_vms WORKDIR [--local] [--connect-only]
 
 1. The inventory: users and keys from ``vagrant ssh-config``, the fixed private
    addresses and roles from ``nodes.json``, and from inside each VM (through
@@ -19,6 +19,8 @@ through an ``AptProxy`` on the private network's host address that forwards
 only to this machine's Debian mirrors; and kubeadm/kubelet/kubectl cannot be
 had, so the cluster points at an artifacts directory without them and the
 deploy must stop at debian.kube-binaries with exit 3, the later phases blocked.
+``--connect-only`` (``make check-vagrant``): step 1, then one command as root on
+each VM through vmstation's own transport, instead of steps 2 and 3.
 Exit 0 when every expectation holds, 1 otherwise.
 """
 
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmstation.inventory import Inventory, load
@@ -62,20 +65,43 @@ def main(argv: list[str] | None = None) -> int:
         proxy_url = stack.enter_context(AptProxy(gateway, APT_PROXY_PORT)).url if args.local else None
         inventory_path = _timed("inventory from vagrant ssh-config", write_vagrant_inventory,
                                 workdir, running, proxy_url, args.local)
+        if args.connect_only:
+            return 0 if _timed("vmstation reaches every VM", reach_all, load(inventory_path)) else 1
         return 0 if deploy_and_check(load(inventory_path), inventory_path, args.local) else 1
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    """What Vagrant tells about one running VM: its ``vagrant ssh-config`` (parsed), and from inside it
+    its ed25519 host key and the NIC holding its private address."""
+
+    ssh_config: dict[str, str]
+    host_key: str
+    interface: str
 
 
 def write_vagrant_inventory(workdir: Path, nodes: list[dict], apt_proxy: str | None, local: bool) -> Path:
     """hosts.toml and known_hosts for the running VMs (see the module docstring)."""
+    facts = {node["name"]: VmFacts(parse_ssh_config(_vagrant("ssh-config", node["name"])), *_ask_vm(node))
+             for node in nodes}
+    return write_inventory_files(workdir, nodes, facts, apt_proxy, local)
+
+
+def write_inventory_files(workdir: Path, nodes: list[dict], facts: dict[str, VmFacts], apt_proxy: str | None,
+                          local: bool) -> Path:
+    """hosts.toml and known_hosts from nodes.json's entries and what Vagrant told about each VM.
+
+    The address is the node's fixed private one (never ssh-config's HostName: a NAT address that every
+    VirtualBox VM shares); user and key are Vagrant's (each VM its own key with public boxes).
+    """
     known, hosts = [], []
     for node in nodes:
-        config = ssh_config(node["name"])
-        host_key, interface = _ask_vm(node)
-        known.append(KnownHost((node["address"], node["name"]), 22, host_key))
-        extra = {**node.get("extra", {}), "ssh_key": config["identityfile"], "passwordless_sudo": True,
-                 "interface": interface}
+        vm = facts[node["name"]]
+        known.append(KnownHost((node["address"], node["name"]), 22, vm.host_key))
+        extra = {**node.get("extra", {}), "ssh_key": vm.ssh_config["identityfile"], "passwordless_sudo": True,
+                 "interface": vm.interface}
         hosts.append(InventoryHost(name=node["name"], address=node["address"], port=22, roles=tuple(node["roles"]),
-                                   cluster=node["cluster"], ssh_user=config["user"], apt_proxy=apt_proxy,
+                                   cluster=node["cluster"], ssh_user=vm.ssh_config["user"], apt_proxy=apt_proxy,
                                    extra=tuple(extra.items())))
     known_hosts = write_known_hosts(workdir / "known_hosts", known)
     cluster_extra = {}
@@ -117,6 +143,21 @@ def run_target(target: str, inventory_path: Path, per_phase: bool) -> dict:
     return result
 
 
+def reach_all(inventory: Inventory) -> bool:
+    """One command as root on every host through vmstation's transport (host keys checked, sudo)."""
+    options = SshOptions(known_hosts=inventory.known_hosts)
+    good = True
+    for host in inventory.hosts:
+        connection = connect(host, options)
+        try:
+            result = connection.run("id -u", check=False)
+        finally:
+            connection.close()
+        print(f"{host.name} ({host.address}): id -u as root gave {result.stdout.strip()!r}, exit {result.exit_code}")
+        good &= result.exit_code == 0 and result.stdout.strip() == "0"
+    return good
+
+
 def verify_phases(inventory: Inventory, cluster_name: str, result: dict) -> bool:
     """vmstation.verify's checks of each host, for the phases the run reported done on it."""
     cluster = inventory.cluster(cluster_name)
@@ -138,14 +179,17 @@ def verify_phases(inventory: Inventory, cluster_name: str, result: dict) -> bool
     return failed == 0 and passed > 0
 
 
-def ssh_config(name: str) -> dict[str, str]:
-    """``vagrant ssh-config NAME`` as lower-case keys (first value of each)."""
-    text = _vagrant("ssh-config", name)
+def parse_ssh_config(text: str) -> dict[str, str]:
+    """The output of ``vagrant ssh-config NAME`` as lower-case keys (the first value of each; Vagrant
+    quotes an IdentityFile that holds a space). It must name a User and an IdentityFile."""
     config: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.strip().partition(" ")
         if key:
             config.setdefault(key.lower(), value.strip().strip('"'))
+    missing = [key for key in ("user", "identityfile") if key not in config]
+    if missing:
+        raise SystemExit(f"vagrant ssh-config of {config.get('host', '?')}: no {', '.join(missing)} in {text!r}")
     return config
 
 
@@ -223,6 +267,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", help="where hosts.toml, known_hosts and the artifacts directory go")
     parser.add_argument("--local", action="store_true", help="this machine: apt proxy, no kubeadm binaries")
+    parser.add_argument("--connect-only", action="store_true",
+                        help="make check-vagrant: the inventory, then one command on each VM, no deploy")
     return parser.parse_args(argv)
 
 

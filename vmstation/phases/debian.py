@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmstation import dashboards, versions
+from vmstation import dashboards, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
-from vmstation.errors import InputError, Unsupported
+from vmstation.errors import HostError, InputError, InventoryError, Unsupported
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
                                   Sysctl, sh, wait_until)
@@ -54,6 +54,12 @@ workers = hosts_with_role("kubeadm", "worker")
 
 
 def system_prep(ctx: HostContext):
+    notice = support.kubernetes_notice(ctx.cluster.version, ctx.run.values.get("today"))
+    if notice:
+        yield Notice(notice)
+    if ctx.cluster.proxy_mode == "nftables":
+        yield Check(nftables_kernel_check(), "kernel ready for kube-proxy and Flannel in nftables mode "
+                    f"(>= {NFTABLES_KERNEL}, nf_tables)")
     if ctx.host.apt_proxy:
         yield File("/etc/apt/apt.conf.d/90vmstation-proxy", ctx.render("system/90vmstation-proxy.j2"))
     yield Command("swapoff -a", "swap off now", onlyif="[ \"$(tail -n +2 /proc/swaps | wc -l)\" -gt 0 ]")
@@ -64,6 +70,28 @@ def system_prep(ctx: HostContext):
     yield File("/etc/sysctl.d/99-kubernetes.conf", ctx.render("system/99-kubernetes.conf.j2"))
     for key, value in SYSCTLS.items():
         yield Sysctl(key, value, needs_module="br_netfilter" if key.startswith("net.bridge.") else None)
+
+
+# kube-proxy's nftables mode refuses kernels older than 5.13 from 1.31 on ("kube-proxy in nftables mode
+# requires kernel 5.13 or later", kubernetes/kubernetes pkg/proxy/nftables, utilkernel.
+# NFTablesKubeProxyKernelVersion, kubernetes/kubernetes#124152); 1.29's alpha probed nft features instead and
+# needed about 5.6.9 (kubernetes/kubernetes#122572). vmstation asks for 5.13 either way, so an upgrade does not
+# break a node. Both kube-proxy and Flannel's EnableNFTables need nf_tables in the kernel (built in or a
+# module); they run `nft` from their own images (Flannel's: images/Dockerfile at v0.27.4, `apk add ... nftables`),
+# so the host needs no nftables package.
+NFTABLES_KERNEL = "5.13"
+
+
+def nftables_kernel_check() -> str:
+    """A check that fails, saying why, on a kernel nftables mode cannot use; prints nothing when it can."""
+    why_old = sh("{}", f"is older than {NFTABLES_KERNEL}, which kube-proxy's nftables mode needs: upgrade the "
+                       'kernel or set proxy_mode = "iptables" in hosts.toml')
+    why_missing = sh("{}", 'has no nf_tables (not built in, no module): set proxy_mode = "iptables" in hosts.toml')
+    return (f'k=$(uname -r); [ "$(printf \'%s\\n\' {NFTABLES_KERNEL} "${{k%%-*}}" | sort -V | head -n 1)" = '
+            f'{NFTABLES_KERNEL} ] || {{ echo "kernel $k "{why_old} >&2; exit 1; }}; '
+            '{ [ -d /sys/module/nf_tables ] || grep -qs "/nf_tables.ko" "/lib/modules/$k/modules.dep" '
+            '"/lib/modules/$k/modules.builtin" || { [ -r /proc/config.gz ] && gzip -dc /proc/config.gz | '
+            f'grep -q "^CONFIG_NF_TABLES=[ym]"; }}; }} || {{ echo "kernel $k "{why_missing} >&2; exit 1; }}')
 
 
 def comment_out_swap(fstab: str) -> str:
@@ -83,6 +111,7 @@ def comment_out_swap(fstab: str) -> str:
 def containerd(ctx: HostContext):
     source = ctx.cluster.containerd_source
     if source == "debian":
+        _refuse_debian12_containerd(ctx)
         yield Package(("containerd",))
     elif source == "docker":
         yield from _docker_repository(ctx)
@@ -96,10 +125,13 @@ def containerd_config(ctx: HostContext):
     installed = ctx.facts.containerd_version
     if installed is None and not ctx.plan:
         raise Unsupported(ctx.host.name, "containerd is not installed, so its config version cannot be chosen")
-    installed = installed or "1.6.20"
-    warning = containerd_version_warning(installed)
-    if warning:
-        yield Notice(warning)
+    if installed and not ctx.run.offline:     # offline, the facts are assumed: containerd() judged the source
+        warning = containerd_version_warning(installed, ctx.cluster.version)
+        if warning and not ctx.cluster.accept_old_containerd:
+            raise HostError(ctx.host.name, f"{warning}; or accept it with accept_old_containerd = true")
+        if warning:
+            yield Notice(f"{warning} (accepted: accept_old_containerd = true)")
+    installed = installed or versions.DEBIAN12_CONTAINERD
     config_version = 3 if int(installed.split(".")[0]) >= 2 else 2
     text = ctx.render("containerd/config.toml.j2", containerd_config_version=config_version)
     problems = check_containerd_config(text, config_version)
@@ -110,16 +142,34 @@ def containerd_config(ctx: HostContext):
     yield Service("containerd", restart_on=(config.label,))
 
 
-def containerd_version_warning(installed: str) -> str:
-    """A warning when containerd is older than what Kubernetes 1.29 expects (containerd's own table)."""
+def containerd_version_warning(installed: str, kubernetes: str = versions.KUBERNETES) -> str:
+    """Why containerd ``installed`` is below the floor for ``kubernetes`` (containerd's RELEASES.md); "" if not.
+
+    The floor is per containerd series; a series the table does not list for this Kubernetes minor is below
+    the floor when it is older than every series listed (1.5 for 1.29), and not judged when it is newer.
+    """
+    minor = ".".join(kubernetes.lstrip("v").split(".")[:2])
+    floors = versions.CONTAINERD_MINIMUM_BY_KUBERNETES.get(minor, {})
     series = ".".join(installed.split(".")[:2])
-    floor = versions.CONTAINERD_MINIMUM.get(series)
+    floor = floors.get(series) or (min(floors.values(), key=_version_tuple) if floors and all(
+        _version_tuple(series) < _version_tuple(s) for s in floors) else None)
     if floor and _version_tuple(installed) < _version_tuple(floor):
-        return (f"containerd {installed} is older than {floor}, which Kubernetes {versions.KUBERNETES} expects; "
+        return (f"containerd {installed} is older than {floor}, which Kubernetes {kubernetes} expects; "
                 "set containerd_source = \"docker\" or \"tarball\" in hosts.toml for a newer one")
     if _version_tuple(installed) < (1, 6, 0):
-        return f"containerd {installed} is too old for Kubernetes {versions.KUBERNETES}"
+        return f"containerd {installed} is too old for Kubernetes {kubernetes}"
     return ""
+
+
+def _refuse_debian12_containerd(ctx: HostContext) -> None:
+    """Bad input before any host is touched: Debian 12's containerd is below the floor unless accepted."""
+    if ctx.cluster.accept_old_containerd or ctx.facts.os_release.get("VERSION_ID") != "12":
+        return
+    warning = containerd_version_warning(versions.DEBIAN12_CONTAINERD, ctx.cluster.version)
+    if warning:
+        raise InventoryError(ctx.inventory.path, f"containerd_source \"debian\" installs Debian 12's "
+                             f"{warning.removeprefix('containerd ')}; or accept it with accept_old_containerd = true",
+                             key=f"clusters.{ctx.cluster.name}.containerd_source")
 
 
 def _docker_repository(ctx: HostContext):
@@ -150,22 +200,52 @@ def _containerd_tarball(ctx: HostContext):
 # -- 3. CNI plugins -----------------------------------------------------------------------------------
 
 
-def cni_plugins(ctx: HostContext):
-    yield Directory("/opt/cni/bin")
-    tarball = f"cni-plugins-linux-amd64-{versions.CNI_PLUGINS}.tgz"
+CNI_BIN = "/opt/cni/bin"
+CNI_TARBALL = f"cni-plugins-linux-amd64-{versions.CNI_PLUGINS}.tgz"
+
+
+def cni_source(ctx: HostContext) -> str:
+    """Where /opt/cni/bin's plugins come from, decided once for the cluster, so two sources never mix.
+
+    "kubernetes-cni": kubelet from pkgs.k8s.io depends on kubernetes-cni (>= 1.2.0 for kubelet >= 1.28,
+    kubernetes/release cmd/krel/templates/latest/metadata.yaml), whose package fills /opt/cni/bin
+    (kubernetes-cni.spec: `cp -a %{_arch}/* %{buildroot}/opt/cni/bin/`). Air-gapped, kubelet is a bare binary
+    and brings none: "tarball" when the artifacts directory has the plugins' release tarball, else "debian"
+    (Debian's containernetworking-plugins, linked from /usr/lib/cni).
+    """
     directory = _artifacts(ctx, "cni", required=False)
-    if directory and (Path(directory) / tarball).exists():
-        files = verified_files(ctx.host.name, directory, [tarball], "CNI plugins tarball")
-        staged = File(f"/var/lib/vmstation/artifacts/{tarball}", files[tarball])
+    if not ctx.cluster.artifacts_dir:
+        return "kubernetes-cni"
+    return "tarball" if directory and (Path(directory) / CNI_TARBALL).exists() else "debian"
+
+
+def cni_plugins(ctx: HostContext):
+    yield Directory(CNI_BIN)
+    source = cni_source(ctx)
+    if source == "kubernetes-cni":
+        return      # installed with kubelet in debian.kube-binaries, checked there
+    if source == "tarball":
+        files = verified_files(ctx.host.name, _artifacts(ctx, "cni"), [CNI_TARBALL], "CNI plugins tarball")
+        staged = File(f"/var/lib/vmstation/artifacts/{CNI_TARBALL}", files[CNI_TARBALL])
         yield staged
-        yield Command(sh("tar -C /opt/cni/bin -xzf {}", staged.path), "unpack the CNI plugins into /opt/cni/bin",
-                      when_changed=(staged.label,), unless="[ -x /opt/cni/bin/bridge ] && [ -x /opt/cni/bin/portmap ]")
+        yield Command(unpack_cni_tarball(staged.path), f"unpack the CNI plugins into {CNI_BIN} (never over a file)",
+                      when_changed=(staged.label,), unless=f"[ -x {CNI_BIN}/bridge ] && [ -x {CNI_BIN}/portmap ]")
         return
     # Debian ships the reference plugins under /usr/lib/cni; kubelet and flannel look in /opt/cni/bin.
     yield Package(("containernetworking-plugins",))
-    yield Command("for p in /usr/lib/cni/*; do ln -sfn \"$p\" /opt/cni/bin/; done",
-                  "link Debian's CNI plugins into /opt/cni/bin",
-                  unless="for p in /usr/lib/cni/*; do [ -e \"/opt/cni/bin/$(basename \"$p\")\" ] || exit 1; done")
+    yield Command(link_debian_plugins(), f"link Debian's CNI plugins into {CNI_BIN} (never over a file)",
+                  unless=f"for p in /usr/lib/cni/*; do [ -e \"{CNI_BIN}/$(basename \"$p\")\" ] || exit 1; done")
+
+
+def link_debian_plugins(source: str = "/usr/lib/cni", target: str = CNI_BIN) -> str:
+    """Link each of Debian's plugins where no file of that name is: what is there stays (no ``ln -f``)."""
+    return sh('for p in {}/*; do t={}/"$(basename "$p")"; [ -e "$t" ] || [ -L "$t" ] || ln -s "$p" "$t"; done',
+              source, target)
+
+
+def unpack_cni_tarball(tarball: str, target: str = CNI_BIN) -> str:
+    """Unpack the plugins' release tarball without replacing a file already there (GNU tar --skip-old-files)."""
+    return sh("tar -C {} --skip-old-files -xzf {}", target, tarball)
 
 
 # -- 1b. kubeadm, kubelet, kubectl -------------------------------------------------------------------------
@@ -186,6 +266,9 @@ def _kube_binaries_from_apt(ctx: HostContext):
                   "fetch the pkgs.k8s.io v1.29 signing key", creates=KEYRING)
     yield File("/etc/apt/sources.list.d/kubernetes.list", ctx.render("kubernetes/kubernetes.list.j2"))
     yield Package(KUBE_BINARIES, version=versions.KUBERNETES_APT_VERSION, hold=True)
+    # The cluster's one CNI source (cni_source): kubelet's dependency kubernetes-cni filled /opt/cni/bin.
+    yield Check(f"dpkg-query -W kubernetes-cni >/dev/null && [ -x {CNI_BIN}/bridge ] && [ -x {CNI_BIN}/portmap ]",
+                f"CNI plugins from kubernetes-cni (kubelet's dependency) in {CNI_BIN}")
 
 
 def _kube_binaries_from_artifacts(ctx: HostContext):

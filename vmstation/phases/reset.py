@@ -2,8 +2,10 @@
 
     reset.kubeadm        kubeadm reset -f, CNI config and state, flannel.1/cni0, the iptables and nftables
                          rules kube-proxy and flannel made, /etc/kubernetes (every kubeadm host)
-    reset.rke2           rke2-uninstall.sh from wherever the install put it, /etc/rancher/rke2 (every RKE2 host)
-    node-remove.drain    the control plane (or RKE2 server) drains the node and deletes it from the cluster
+    reset.rke2           rke2-killall.sh, rke2-uninstall.sh from wherever the install put it, /etc/rancher/rke2
+    node-remove.drain    the control plane (or the first RKE2 server) drains the node and deletes it from the
+                         cluster; deleting a server's Node also removes its etcd member (k3s-io/k3s#3973, the
+                         etcd member management controller RKE2 shares)
     node-remove.reset    then the node is reset as above
 
 Every command has a guard that looks at the host first, so a second reset changes
@@ -28,7 +30,8 @@ CNI_LINKS = ("flannel.1", "cni0")
 RULE_PATTERNS = ("KUBE-", "FLANNEL-", "CNI-")
 # nftables tables of flannel's EnableNFTables mode and of kube-proxy's nftables mode.
 NFT_TABLES = (("ip", "flannel-ipv4"), ("ip6", "flannel-ipv6"), ("ip", "kube-proxy"), ("ip6", "kube-proxy"))
-UNINSTALL_SCRIPTS = ("/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstall.sh")   # RPM, tarball
+UNINSTALL_SCRIPTS = ("/usr/bin/rke2-uninstall.sh", "/usr/local/bin/rke2-uninstall.sh",   # RPM, tarball,
+                     "/opt/rke2/bin/rke2-uninstall.sh")                                    # tarball, /usr/local ro
 LEADER_ROLES = {"kubeadm": "control-plane", "rke2": "server"}
 KUBECTL = {"kubeadm": "kubectl --kubeconfig=/etc/kubernetes/admin.conf",
            "rke2": f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"}
@@ -58,6 +61,10 @@ def reset_rke2(ctx: HostContext):
     # rke2-uninstall.sh removes itself with the rest, so its presence is the guard of a second reset.
     found = [path for path in UNINSTALL_SCRIPTS if ctx.facts.exists(path)]
     script = found[0] if found else UNINSTALL_SCRIPTS[0 if ctx.facts.os_family == "rhel" else 1]
+    # Stop rke2 and every container it started first, so the uninstall removes nothing in use.
+    killall = [path.replace("-uninstall.sh", "-killall.sh") for path in UNINSTALL_SCRIPTS]
+    yield Command(rhel.killall_command(), "stop RKE2 and its containers (rke2-killall.sh)",
+                  onlyif=" || ".join(sh("[ -x {} ]", path) for path in killall))
     yield Command(sh("{}", script), f"uninstall RKE2 ({script})", removes=script)
     # A config written before RKE2 was ever installed is not the uninstall script's to remove.
     yield Command("rm -rf -- /etc/rancher/rke2", "remove /etc/rancher/rke2", removes="/etc/rancher/rke2")
@@ -107,7 +114,7 @@ def _leader(ctx: HostContext):
     if not ctx.run.values.get(LIMIT_KEY):
         raise InputError("node-remove needs the node to remove: vmstation node remove HOST (--limit HOST)")
     leaders = ctx.hosts_with_role(LEADER_ROLES[ctx.cluster.kind])
-    if ctx.host in leaders:
+    if ctx.host == leaders[0] or (ctx.cluster.kind == "kubeadm" and ctx.host in leaders):
         raise InputError(f"{ctx.inventory.path}: host {ctx.host.name!r} is the {LEADER_ROLES[ctx.cluster.kind]} of "
                          f"cluster {ctx.cluster.name!r}; node-remove is for the other nodes: use "
                          f"`vmstation reset --limit {ctx.host.name}` to take the whole cluster down")

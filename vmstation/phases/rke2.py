@@ -1,11 +1,17 @@
-"""deploy-rke2: the single-node RKE2 cluster on RHEL 10, in the six phases of the homelab's architecture.
+"""deploy-rke2: the RKE2 cluster on RHEL 10 (a first server, more servers, agents), in the architecture's phases.
 
-    rke2.system-prep  packages (dnf), NetworkManager, nm-cloud-setup, firewalld, SELinux, modules, sysctls, WoL
-    rke2.install      RKE2 at the cluster's version: get.rke2.io, or checked files from the artifacts directory
-    rke2.configure    /etc/rancher/rke2/config.yaml (0600), checked before it is pushed; restart only on change
-    rke2.start        rke2-server enabled and running, the node Ready (bounded wait)
-    rke2.monitoring   node-exporter and Prometheus, dropped into RKE2's own auto-deploy directory
-    rke2.artifacts    kubeconfig (rewritten to the host's address), config and the server's journal, local 0600
+    rke2.system-prep    packages (dnf), NetworkManager, nm-cloud-setup, firewalld, SELinux, modules, sysctls, WoL
+    rke2.install        RKE2 at the cluster's version, server or agent by role: RPMs where rancher publishes
+                        them for the OS major, else the tarball; or checked files from the artifacts directory
+    rke2.configure      the first server's config.yaml (0600), checked before it is pushed; restart on change
+    rke2.start          rke2-server on the first server, its node Ready (bounded wait)
+    rke2.join-configure the other servers' and the agents' config.yaml (0600) with `server: https://FIRST:9345`
+                        and the cluster token read from the first server (a secret: never shown, never in argv)
+    rke2.join-start     rke2-server / rke2-agent on them, running
+    rke2.nodes-ready    every node of the cluster Ready, seen from the first server
+    rke2.monitoring     node-exporter and Prometheus, dropped into RKE2's own auto-deploy directory
+    rke2.artifacts      kubeconfig (rewritten to the host's address), config and journal, local 0600
+    rke2.join-artifacts the same from the other nodes (a kubeconfig from servers only)
 
 The OS comes from the host's facts: RHEL and its family get the RHEL path; any other
 family gets the generic one (files, modules, sysctls) and the plan says so. configure
@@ -22,12 +28,13 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmstation import rhel
+from vmstation import rhel, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_manifests
 from vmstation.context import HostContext
-from vmstation.errors import HostError, InputError, Unsupported
-from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
+from vmstation.errors import HostError, InputError, InventoryError, Unsupported
+from vmstation.graph import Phase, Target, hosts_of_kind
+from vmstation.rke2_topology import cluster_token, first_server, first_servers, joining_nodes, node_type
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
                                   LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
                                   wait_until)
@@ -43,7 +50,6 @@ NM_CLOUD_SETUP = "/usr/lib/systemd/system/nm-cloud-setup.service"
 JOURNAL_LINES = 2000
 
 rke2_hosts = hosts_of_kind("rke2")
-servers = hosts_with_role("rke2", "server")
 
 
 # -- 1. system prep ---------------------------------------------------------------------------------
@@ -51,10 +57,12 @@ servers = hosts_with_role("rke2", "server")
 
 def system_prep(ctx: HostContext):
     facts = ctx.facts
-    for warning in rhel.preflight_warnings(facts.os_release, ctx.cluster.version):
+    _refuse_selinux_without_policy(ctx)
+    for warning in rhel.preflight_warnings(facts.os_release, ctx.cluster.version, _selinux(ctx)):
         yield Notice(warning)
-    if ctx.host.has_role("agent"):
-        yield Notice(f"{ctx.host.name} is an RKE2 agent: vmstation prepares it but deploys servers only")
+    notice = support.rke2_notice(ctx.cluster.version, ctx.run.values.get("today"))
+    if notice:
+        yield Notice(notice)
     if facts.os_family == "rhel":
         yield from _rhel_packages(ctx)
     else:
@@ -64,9 +72,23 @@ def system_prep(ctx: HostContext):
     yield from _network_manager(ctx)
     yield from _firewall(ctx)
     if facts.os_family == "rhel":
-        yield from _selinux(ctx)
+        yield from _selinux_enforcing(ctx)
     if ctx.host.mac and not ctx.host.always_on:
         yield NmWakeOnLan(ctx.host.interface, ctx.host.mac)
+
+
+def _refuse_selinux_without_policy(ctx: HostContext) -> None:
+    """Bad input, before any host is touched (preflight renders this offline): selinux without a policy."""
+    problem = rhel.selinux_policy_problem(ctx.cluster.version, ctx.facts.os_family, ctx.facts.os_major_version,
+                                          ctx.cluster.selinux)
+    if problem:
+        raise InventoryError(ctx.inventory.path, f"{problem} ({_os_name(ctx)} on {ctx.host.name})",
+                             key=f"clusters.{ctx.cluster.name}.version")
+
+
+def _selinux(ctx: HostContext) -> bool:
+    """``selinux: true`` in config.yaml: a RHEL-family host of a cluster that keeps it (the default)."""
+    return ctx.facts.os_family == "rhel" and ctx.cluster.selinux
 
 
 def _rhel_packages(ctx: HostContext):
@@ -118,9 +140,12 @@ def _firewall(ctx: HostContext):
     cluster = ctx.cluster
     if cluster.firewall == "disabled":
         yield Command(rhel.firewall_commands("disabled", cluster.pod_cidr, cluster.service_cidr)[0],
-                      "stop and disable firewalld (inventory: firewall = disabled)",
+                      "stop and disable firewalld (RKE2 known issue: firewalld conflicts with Canal)",
                       onlyif="systemctl is-enabled --quiet firewalld || systemctl is-active --quiet firewalld")
         return
+    yield Notice(f"firewall = \"open-ports\" keeps firewalld running: RKE2 documents that firewalld conflicts "
+                 f"with Canal and should be disabled ({versions.RKE2_FIREWALLD_KNOWN_ISSUE}); ports and the pod "
+                 "and service networks are opened, but Canal's own rules may still be overridden")
     commands = rhel.firewall_commands("open-ports", cluster.pod_cidr, cluster.service_cidr)
     yield Command(" && ".join(commands), "open the RKE2 ports in firewalld, pod and service networks trusted",
                   unless=_firewall_open_test(cluster.pod_cidr, cluster.service_cidr),
@@ -136,7 +161,7 @@ def _firewall_open_test(pod_cidr: str, service_cidr: str) -> str:
             f'for s in {sources}; do case "$trusted" in *" $s "*) ;; *) exit 1;; esac; done')
 
 
-def _selinux(ctx: HostContext):
+def _selinux_enforcing(ctx: HostContext):
     if ctx.facts.selinux == "Disabled":
         yield Notice("SELinux is disabled on this host: turning it on needs a relabel and a reboot "
                      "(SELINUX=permissive, touch /.autorelabel, reboot, then enforcing); RKE2 runs without it")
@@ -182,20 +207,34 @@ class NmWakeOnLan(Operation):
 
 
 def install(ctx: HostContext):
-    family = ctx.facts.os_family
-    version = ctx.cluster.version
+    family, major = ctx.facts.os_family, ctx.facts.os_major_version
+    version, kind = ctx.cluster.version, node_type(ctx.host)
     if not ctx.cluster.artifacts_dir:
-        method = "rpm" if family == "rhel" else "tarball"
-        yield Rke2Installed(version, family, rhel.install_command(version, family), f"get.rke2.io, {method}")
+        method = rhel.install_method(version, family, major)
+        if method == "tar" and family == "rhel":
+            yield _path_profile()
+        script = rhel.install_command(version, family, rhel_major=major, node_type=kind)
+        yield Rke2Installed(version, family, script, f"get.rke2.io, {method}, {kind}")
         return
     files = ctx.run.shared(f"rke2-artifacts:{ctx.cluster.name}", lambda: airgap_files(ctx))
     yield Directory(REMOTE_ARTIFACTS, mode="0700")
     for name, content in files.items():
         yield File(f"{REMOTE_ARTIFACTS}/{name}", content, mode="0600", source=f"artifacts_dir/{name}")
-    script = rhel.install_command(version, family, artifact_path=REMOTE_ARTIFACTS)
-    yield Rke2Installed(version, family, script, f"air-gapped from {ctx.cluster.artifacts_dir}")
     if family == "rhel":
-        yield from _selinux_policy_rpm(ctx, files)
+        yield _path_profile()
+        if _selinux(ctx):
+            # Before install.sh: it restores the SELinux contexts of what it unpacks only when rke2-selinux is
+            # installed (rancher/rke2 install.sh, do_restorecon_tar).
+            yield from _selinux_policy_rpm(ctx, files)
+    script = rhel.install_command(version, family, artifact_path=REMOTE_ARTIFACTS, node_type=kind)
+    yield Rke2Installed(version, family, script, f"air-gapped from {ctx.cluster.artifacts_dir}, {kind}")
+
+
+def _path_profile() -> File:
+    """The tarball's binaries on login shells' PATH (install.sh only prints the hint; sudo's secure_path on
+    RHEL still leaves /usr/local/bin out, so vmstation itself always calls RKE2's tools by full path)."""
+    return File(rhel.RKE2_PROFILE, 'PATH="$PATH:/usr/local/bin:/var/lib/rancher/rke2/bin"\nexport PATH\n',
+                source="rke2 tarball PATH")
 
 
 def airgap_files(ctx: HostContext) -> dict[str, bytes]:
@@ -207,16 +246,19 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
                           f"artifacts_dir {base} (get them from the RKE2 release page and get.rke2.io)")
     files = verified_files(ctx.host.name, base, CHECKSUMMED, f"RKE2 {ctx.cluster.version} release files")
     files.update({name: (base / name).read_bytes() for name in ("install.sh", "sha256sum-amd64.txt")})
-    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))[-1:]})
+    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))})
     return files
 
 
 def _selinux_policy_rpm(ctx: HostContext, files: dict[str, bytes]):
-    rpms = [name for name in files if name.startswith("rke2-selinux-")]
+    """The policy air-gapped: `selinux: true` without it would start containers under a policy that is not there."""
+    major = ctx.facts.os_major_version
+    rpms = [name for name in files if name.startswith("rke2-selinux-") and f".el{major}." in name]
     if not rpms:
-        yield Notice(f"no rke2-selinux-*.rpm in artifacts_dir {ctx.cluster.artifacts_dir}: the tarball install "
-                     "brings no SELinux policy for RKE2 (put the el10 RPM there)")
-        return
+        raise InventoryError(ctx.inventory.path, f"selinux is on but artifacts_dir {ctx.cluster.artifacts_dir} "
+                             f"holds no rke2-selinux-*.el{major}.noarch.rpm (rpm.rancher.io/rke2/stable/common/"
+                             f"centos/{major}/noarch); put it there, or set selinux = false",
+                             key=f"clusters.{ctx.cluster.name}.artifacts_dir")
     yield Command(rhel.local_rpm_install_command(f"{REMOTE_ARTIFACTS}/{rpms[0]}"), f"install {rpms[0]}",
                   unless="rpm -q rke2-selinux")
 
@@ -249,16 +291,33 @@ class Rke2Installed(Operation):
 
 
 def configure(ctx: HostContext):
-    text = ctx.render("rke2/config.yaml.j2", os_family=ctx.facts.os_family)
-    problems = check_rke2_config(text)
+    """The first server's config: no `server`, no `token` (it generates the token under server/node-token)."""
+    yield from _config(ctx)
+
+
+def join_configure(ctx: HostContext):
+    """Another server's or an agent's config: the first server's supervisor URL and the cluster token."""
+    first = first_server(ctx.inventory, ctx.cluster.name)
+    token = cluster_token(ctx, first)
+    yield from _config(ctx, server_url=rhel.server_url(first.address), token=token)
+
+
+def _config(ctx: HostContext, server_url: str | None = None, token=None):
+    kind = node_type(ctx.host)
+    extra = {"server_url": server_url, "token": token.reveal()} if token is not None else {}
+    text = ctx.render("rke2/config.yaml.j2", os_family=ctx.facts.os_family, role=kind, selinux=_selinux(ctx),
+                      **extra)
+    problems = check_rke2_config(text, role=kind, joining=token is not None)
     if problems:
         raise InputError(f"templates/rke2/config.yaml.j2 for {ctx.host.name}: " + "; ".join(problems))
     yield Directory("/etc/rancher/rke2")
-    config = File(rhel.RKE2_CONFIG, text, mode="0600", source="rke2/config.yaml.j2")
+    # Secret when it holds the token: uploaded as content over SFTP, 0600 root, never diffed or shown.
+    config = File(rhel.RKE2_CONFIG, text, mode="0600", secret=token is not None, source="rke2/config.yaml.j2")
     yield config
-    # Restart only a server that runs: a fresh host is started once, by rke2.start, with this config.
-    yield Command(sh("systemctl restart {}", rhel.RKE2_SERVICE), "restart rke2-server (config changed)",
-                  when_changed=(config.label,), onlyif=sh("systemctl is-active --quiet {}", rhel.RKE2_SERVICE))
+    # Restart only a node that runs: a fresh host is started once, by its start phase, with this config.
+    service = rhel.RKE2_SERVICES[kind]
+    yield Command(sh("systemctl restart {}", service), f"restart {service.removesuffix('.service')} (config changed)",
+                  when_changed=(config.label,), onlyif=sh("systemctl is-active --quiet {}", service))
 
 
 # -- 4. start --------------------------------------------------------------------------------------------
@@ -269,6 +328,20 @@ def start(ctx: HostContext):
     ready = (f"{KUBECTL} get node {shlex.quote(ctx.host.name)} "
              "-o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True")
     yield wait_until(ready, f"node {ctx.host.name} Ready", timeout=600, interval=10,
+                     show=f"{KUBECTL} get nodes --no-headers")
+
+
+def join_start(ctx: HostContext):
+    service = rhel.RKE2_SERVICES[node_type(ctx.host)]
+    yield Service(service)
+    yield wait_until(sh("systemctl is-active --quiet {}", service), f"{service} active", timeout=600, interval=10)
+
+
+def nodes_ready(ctx: HostContext):
+    """Every node of the cluster Ready, asked on the first server (agents have no kubeconfig)."""
+    expected = len(ctx.inventory.hosts_of(ctx.cluster.name))
+    ready = f"[ \"$({KUBECTL} get nodes --no-headers | awk '$2 ~ /^Ready/' | wc -l)\" -ge {expected} ]"
+    yield wait_until(ready, f"{expected} nodes Ready", timeout=600, interval=10,
                      show=f"{KUBECTL} get nodes --no-headers")
 
 
@@ -299,9 +372,17 @@ def monitoring(ctx: HostContext):
 
 def artifacts(ctx: HostContext):
     local = ctx.run.artifacts_dir / ctx.host.name
-    yield Fetch(rhel.RKE2_KUBECONFIG, str(local / "rke2.yaml"), transform=_kubeconfig_for(ctx.host))
-    yield Fetch(rhel.RKE2_CONFIG, str(local / "config.yaml"))
-    yield JournalCopy(rhel.RKE2_SERVICE, str(local / "rke2-server.journal"))
+    service = rhel.RKE2_SERVICES[node_type(ctx.host)]
+    if ctx.host.has_role("server"):         # agents have no kubeconfig
+        yield Fetch(rhel.RKE2_KUBECONFIG, str(local / "rke2.yaml"), transform=_kubeconfig_for(ctx.host))
+    # A joining node's config holds the cluster token: the copy here keeps everything but that value.
+    yield Fetch(rhel.RKE2_CONFIG, str(local / "config.yaml"), transform=without_token)
+    yield JournalCopy(service, str(local / f"{service.removesuffix('.service')}.journal"))
+
+
+def without_token(content: bytes) -> bytes:
+    """config.yaml with the value of its top-level `token:` replaced by a note (vmstation writes it on one line)."""
+    return re.sub(rb"(?m)^token:.*$", b'token: "(not copied: the cluster token stays on the node)"', content)
 
 
 def _kubeconfig_for(host):
@@ -350,15 +431,27 @@ def _os_name(ctx: HostContext) -> str:
 PHASES = [
     Phase("rke2.system-prep", "RHEL prep: dnf, NetworkManager, firewalld, SELinux, sysctls, Wake-on-LAN", rke2_hosts,
           system_prep),
-    Phase("rke2.install", "RKE2 installed at the cluster's version", servers, install, needs=("rke2.system-prep",)),
-    Phase("rke2.configure", "/etc/rancher/rke2/config.yaml (0600)", servers, configure, needs=("rke2.system-prep",)),
-    Phase("rke2.start", "rke2-server running, node Ready", servers, start, needs=("rke2.install", "rke2.configure")),
-    Phase("rke2.monitoring", "node-exporter and Prometheus (RKE2 auto-deploy)", servers, monitoring,
+    Phase("rke2.install", "RKE2 installed at the cluster's version (server or agent)", rke2_hosts, install,
+          needs=("rke2.system-prep",)),
+    Phase("rke2.configure", "first server's /etc/rancher/rke2/config.yaml (0600)", first_servers, configure,
+          needs=("rke2.system-prep",)),
+    Phase("rke2.start", "rke2-server running on the first server, node Ready", first_servers, start,
+          needs=("rke2.install", "rke2.configure")),
+    Phase("rke2.join-configure", "config.yaml (0600) with server and token on the other nodes", joining_nodes,
+          join_configure, needs=("rke2.system-prep", "rke2.start")),
+    Phase("rke2.join-start", "rke2-server / rke2-agent running on the other nodes", joining_nodes, join_start,
+          needs=("rke2.install", "rke2.join-configure")),
+    Phase("rke2.nodes-ready", "every node of the cluster Ready", first_servers, nodes_ready,
+          needs=("rke2.start", "rke2.join-start")),
+    Phase("rke2.monitoring", "node-exporter and Prometheus (RKE2 auto-deploy)", first_servers, monitoring,
           needs=("rke2.start",)),
-    Phase("rke2.artifacts", "kubeconfig (0600), config and rke2-server journal fetched", servers, artifacts,
+    Phase("rke2.artifacts", "kubeconfig (0600), config and rke2-server journal fetched", first_servers, artifacts,
           needs=("rke2.configure",)),
+    Phase("rke2.join-artifacts", "config, journal (and a server's kubeconfig) fetched from the other nodes",
+          joining_nodes, artifacts, needs=("rke2.join-configure",)),
 ]
 
 TARGETS = [
-    Target("deploy-rke2", "the RKE2 cluster on RHEL 10 with its monitoring", ("rke2.artifacts", "rke2.monitoring")),
+    Target("deploy-rke2", "the RKE2 cluster on RHEL 10 with its monitoring",
+           ("rke2.artifacts", "rke2.join-artifacts", "rke2.monitoring", "rke2.nodes-ready")),
 ]
