@@ -30,6 +30,8 @@ os.environ["VMSTATION_ALLOWED_NETWORKS"] = "127.0.0.0/8,10.77.0.0/16"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boxes: needs the systemd-nspawn boxes (root, systemd-nspawn, mmdebstrap)")
+    config.addinivalue_line("markers", "drops_privileges: the code under test drops root before it is done; "
+                            "tests/integration/test_privilege_drop.py runs these from a clone in a 0700 directory")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -64,17 +64,22 @@ def ssh_options(session: Session, inventory):
 
 
 def run_target(session: Session, target: str, *, plan: bool = False, only=(), start_from=None, skip=(), limit=(),
-               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None):
+               resume: bool = False, forks: int = 32, listener=None, values: dict | None = None,
+               step_deadline: float | None = None):
     """Deploy (or plan) a target against the inventory: the heart of every deploy and power command.
 
     ``limit``: host names, globs, cluster names or roles. ``skip``: phases left out of what --only/--from
     chose. ``values``: seeds the run's shared values (what phases read) and, being the caller's dict, lets
-    the caller read what the run captured.
+    the caller read what the run captured. ``step_deadline``: seconds a step's command may run unless its
+    operation says otherwise (default 300).
     """
     from vmstation.context import RunContext
     from vmstation.runner import RunOptions, run
+    from vmstation.netguard import allowed_networks
     from vmstation.targets import build_graph
 
+    check_options(plan=plan, only=only, start_from=start_from, resume=resume, forks=forks)
+    allowed_networks()            # a malformed VMSTATION_ALLOWED_NETWORKS is bad input before anything starts
     inventory = load_inventory(session)
     limit = resolve_limit(inventory, limit)
     graph = build_graph()
@@ -83,14 +88,16 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
     run_ctx = RunContext(inventory, plan=plan, secrets=secrets, values={} if values is None else values,
                          artifacts_dir=Path(inventory.path).resolve().parent / ".vmstation" / "artifacts")
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
+    _check_known_hosts(inventory)
     if not plan:
         from vmstation.offline import preflight
 
-        preflight(inventory, target, limit, values)
+        preflight(inventory, target, limit, values, secrets)
     if listener:   # the inventory and secrets are good: say which inventory before any host is touched
         listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
-                         resume=resume, forks=forks, ssh=ssh_options(session, inventory))
+                         resume=resume, forks=forks, step_deadline=step_deadline,
+                         ssh=ssh_options(session, inventory))
     return run(graph, run_ctx, options, listener)
 
 
@@ -179,6 +186,22 @@ def resolve_limit(inventory, patterns) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def check_options(*, plan: bool, only=(), start_from=None, resume: bool = False, forks: int = 32) -> None:
+    """Options that contradict each other are bad input (exit 2), refused before anything is read or touched."""
+    from vmstation.errors import InputError
+
+    conflicts = [
+        (bool(only) and bool(start_from), "--only and --from cannot be used together: --only names every phase "
+                                          "to run, --from every phase from one on"),
+        (plan and resume, "--plan and --resume cannot be used together: a plan shows every phase, --resume skips "
+                          "some"),
+        (forks < 1, f"--forks must be at least 1 (got {forks})"),
+    ]
+    for conflict, message in conflicts:
+        if conflict:
+            raise InputError(message)
+
+
 def render_target(session: Session, target: str, out_dir: str) -> list[Path]:
     """Every file ``target`` would write to each host, into ``out_dir/<host>/<path>``. No SSH at all."""
     from vmstation.offline import render_files
@@ -229,11 +252,36 @@ def _unlock_up_front(graph, run_ctx, target, only, start_from, limit) -> None:
     """Resolve every sudo password the run will need before any host is touched.
 
     A wrong vault password or a missing secret is bad input: it must stop the run
-    with nothing changed anywhere, not half-way through.
+    with nothing changed anywhere, not half-way through. Phases declare the secrets
+    they read (``Phase.secrets``: the Jellyfin API key); the preflight, which walks
+    every phase of a run that changes hosts, catches any read not declared.
     """
-    hosts = {h.name: h for phase in graph.order(target, only, start_from) for h in phase.select(run_ctx.inventory)}
+    phases = graph.order(target, only, start_from)
+    hosts = {h.name: h for phase in phases for h in phase.select(run_ctx.inventory)}
     for host in hosts.values():
         if limit and host.name not in limit:
             continue
         if not host.is_root and host.become_password:
             run_ctx.secret(host.become_password)
+    for phase in phases:
+        for host in phase.select(run_ctx.inventory) if phase.secrets else ():
+            if not limit or host.name in limit:
+                for reference in phase.secrets(run_ctx.inventory, host):
+                    run_ctx.secret(reference)
+
+
+def _check_known_hosts(inventory) -> None:
+    """A malformed known_hosts line is bad input: one line naming file and line, before any host is touched.
+
+    SSH keys are looked at too: paramiko would block for ever reading a FIFO named as a key.
+    """
+    import stat
+
+    from vmstation import known_hosts
+    from vmstation.errors import InventoryError
+
+    known_hosts.check(os.path.expanduser(inventory.known_hosts))
+    for host in inventory.hosts:
+        key = os.path.expanduser(host.ssh_key) if host.ssh_key else None
+        if key and os.path.exists(key) and not stat.S_ISREG(os.stat(key).st_mode):
+            raise InventoryError(inventory.path, f"{key} is not a regular file", host=host.name, key="ssh_key")

@@ -52,3 +52,16 @@ def read_checksums(directory: Path) -> dict[str, str]:
                     sums[Path(parts[1].lstrip("*")).name] = parts[0].lower()
             return sums
     return {}
+
+
+def check_pinned(host: str, path: Path, data: bytes, pins: dict[str, str], what: str,
+                 where: str = "vmstation/versions.py") -> None:
+    """``data`` must have a sha256 listed in ``pins`` (digest -> source, from versions.py); else InputError.
+
+    Used for files the release's checksum file does not cover (install.sh) or that come from elsewhere
+    (the rke2-selinux RPM): the pin says this is the file upstream published.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in pins:
+        raise InputError(f"{path}: sha256 {digest} is not a pinned {what} ({where}); "
+                         f"refusing to install it on {host}")

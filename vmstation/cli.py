@@ -2,7 +2,7 @@
 
 Exit codes scripts can rely on: 0 done, 1 a host failed, 2 bad input (nothing
 changed anywhere), 3 stopped where this machine cannot go on (binaries that
-cannot be had here), 4 sleep --check decided to stay awake.
+cannot be had here), 4 sleep --check decided to stay awake, 130 interrupted (SIGINT, SIGTERM).
 
 Only click is imported at start-up; SSH, Jinja and rich load when a command runs.
 """
@@ -403,12 +403,23 @@ def _run(session, target, *, plan=False, only=(), start_from=None, skip=(), limi
             progress.close()
     if as_json:
         click.echo(to_json(result, plan=plan))
-        return result.exit_code
-    if plan:
-        click.echo(format_plan(result.outcomes, full=True if show_diff else None, verbose=verbose), nl=False)
-    click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
-    click.echo(f"journal: {result.journal_path}")
+    else:
+        if plan:
+            click.echo(format_plan(result.outcomes, full=True if show_diff else None, verbose=verbose), nl=False)
+        click.echo(format_summary(result.outcomes, inventory_path=session.inventory_path), nl=False)
+        click.echo(f"journal: {result.journal_path}")
+    if result.interrupted:
+        _exit_now(result.exit_code)
     return result.exit_code
+
+
+def _exit_now(code: int) -> None:
+    """After an interrupt: the outcome is printed and journaled; do not wait for threads still in a cut connection."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _set_verbosity(verbose: int) -> None:

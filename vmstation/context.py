@@ -30,6 +30,8 @@ class RunContext:
     values: dict[str, Any] = field(default_factory=dict)
     offline: bool = False                     # `vmstation render`: no host is asked anything
     remote: Callable[[Host, str], str] | None = None   # run a script on another host of the run (set by the runner)
+    step_deadline: float | None = None        # seconds a step's command may run by default (None: 300)
+    digest_key: bytes = b""                   # keys the journal's digests of what each pair does (runner sets it)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def shared(self, key: str, produce: Callable[[], Any]) -> Any:

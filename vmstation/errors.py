@@ -11,6 +11,7 @@
         ├── HostKeyError           the host's key is unknown or does not match known_hosts
         ├── SudoError              sudo refused the password or is not allowed
         ├── CommandError           a remote command exited non-zero
+        │   └── CommandTimeout     a remote command ran past its deadline
         └── Unsupported            the host cannot do this step here (no binaries, a box's kernel limits)
 
 Lower-level errors (paramiko, socket, OSError) are translated at the module that
@@ -95,6 +96,18 @@ class CommandError(HostError):
     def __init__(self, host: str, message: str, exit_code: int | None = None, output: str = ""):
         self.exit_code, self.output = exit_code, output
         super().__init__(host, message)
+
+
+class CommandTimeout(CommandError):
+    """A remote command did not end within its deadline (the channel is closed; the host may be gone)."""
+
+    def __init__(self, host: str, message: str, seconds: float):
+        self.seconds = seconds
+        super().__init__(host, message)
+
+
+class Interrupted(HostError):
+    """The operator interrupted the run (SIGINT, SIGTERM): nothing new starts on this host."""
 
 
 class Unsupported(HostError):

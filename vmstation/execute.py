@@ -3,23 +3,43 @@
 Round trips, per host and phase:
 - nothing to change: ONE command (every probe of the phase in one script);
 - changes: that command, one SFTP session for the uploads (into a private staging
-  directory), and ONE command that places every file atomically (copy beside the
-  target, set mode and owner, rename) and runs the phase's commands in order.
+  directory), and ONE command that places every file atomically and runs the phase's
+  commands in order.
+
+The placing script (``apply_script``), its shape decided once for honest outcomes and
+for secrets on the way:
+- it first takes the host's lock (``flock`` on a root-only file), so two runs, even
+  from two operators' machines, never interleave; then it says so, and only then are
+  the uploads made, so staging that the locked script finds of this host was left by
+  a dead run and is removed;
+- a file is created beside its target by ``mktemp`` (0600, root), given its final
+  owner and mode while still empty, then filled and renamed over the target: no
+  content is ever readable by anyone the final file would not let read it;
+- every command of a step runs as its own script (``set -e``, ``pipefail`` under
+  bash, stdin from /dev/null) under ``timeout`` with the step's deadline, and its
+  exit status is checked by the placing script: ``a && b``, pipelines, ``exit``
+  inside a command, none can hide a failure or end the steps after it;
+- a handler (restart, reload, a command run when something changed) that this
+  script will run is first recorded on the host; the record is removed once it ran,
+  so a cut in between makes the next run run it (``pending_markers``).
 A cut connection leaves uploads in staging only; the target files are either the
 old ones or the new ones, never half-written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import shlex
 import time
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from vmstation import facts as facts_mod
 from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
-from vmstation.errors import CommandError, HostError, Unsupported
+from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
 from vmstation.operations import CHANGE, SKIP, Operation, Step
 
 
@@ -27,11 +47,13 @@ from vmstation.operations import CHANGE, SKIP, Operation, Step
 class PhaseOutcome:
     phase: str
     host: str
-    status: str                  # ok | changed | failed | unsupported | blocked | resumed | planned
+    status: str                  # ok | changed | failed | unsupported | blocked | resumed | planned | interrupted
     steps: list[Step] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
     commands_sent: int = 0
+    digest: str = ""             # what this pair would do (``inputs_digest``): --resume skips it only if unchanged
+    trace: str = ""              # the traceback of an unexpected error (journal only, redacted)
 
     @property
     def changed(self) -> int:
@@ -46,96 +68,148 @@ class PhaseOutcome:
         return self.status in ("ok", "changed", "planned", "resumed")
 
 
-PLACE_FUNCTIONS = r"""set -e
-export LC_ALL=C
+STATE_DIR = "/var/lib/vmstation"          # on the host: the lock and the handlers still to run (root only)
+LOCK_WAIT = 60                            # seconds a run waits for another run's lock on a host
+STEP_DEADLINE = 300.0                     # seconds a step's command may run unless its operation says otherwise
+
+# Each command of a step runs as a script of its own that starts with this library.
+STEP_LIBRARY = r"""set -e
+[ -z "${BASH_VERSION:-}" ] || set -o pipefail
 umask 022
-vms_place() {  # staged-file target mode owner group: copy beside the target, then rename over it
-  vms_dir=$(dirname -- "$2")
-  mkdir -p -- "$vms_dir"
-  vms_tmp="$vms_dir/.$(basename -- "$2").vmstation-tmp"
-  cp -- "$1" "$vms_tmp"
-  chown -- "$4:$5" "$vms_tmp"
-  chmod -- "$3" "$vms_tmp"
-  mv -f -- "$vms_tmp" "$2"
-}
-vms_apt_updated=no
-vms_apt_update() {
-  if [ "$vms_apt_updated" = no ]; then
+vms_apt_update() {  # apt-get update once per placing script
+  if [ ! -e "$VMS_RUN/apt-updated" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    vms_apt_updated=yes
+    : > "$VMS_RUN/apt-updated"
   fi
+}
+"""
+
+# vms_place staged-file target mode owner group: an empty temp with the final owner and mode, filled, renamed
+PLACE_FUNCTIONS = r"""vms_place() {
+  vms_dir=$(dirname -- "$2") || return
+  (umask 022 && mkdir -p -- "$vms_dir") || return
+  vms_base=$(basename -- "$2") || return
+  rm -f -- "$vms_dir/.$vms_base.vmstation-"??????   # left by a placing script that died (we hold the lock)
+  vms_tmp=$(mktemp -- "$vms_dir/.$vms_base.vmstation-XXXXXX") || return
+  if chown -- "$4:$5" "$vms_tmp" && chmod -- "$3" "$vms_tmp" && cat -- "$1" > "$vms_tmp" && mv -f -- "$vms_tmp" "$2"
+  then vms_tmp=; else vms_rc=$?; rm -f -- "$vms_tmp"; vms_tmp=; return "$vms_rc"; fi
+}
+vms_cmd() {  # deadline script
+  if [ -n "$vms_timeout" ]; then timeout -k 5 "$1" "$vms_shell" "$2" </dev/null 9>&-
+  else "$vms_shell" "$2" </dev/null 9>&-; fi
 }
 """
 
 
 def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
-    """Plan or apply ``phase`` on ``ctx.host``; never raises for host-level trouble."""
+    """Plan or apply ``phase`` on ``ctx.host``; never raises: any error is this pair's failure."""
     started = time.monotonic()
     outcome = PhaseOutcome(phase.name, ctx.host.name, "ok")
     sent_before = ctx.connection.commands_sent if ctx.connection else 0
     try:
         operations = list(phase.operations(ctx))
-        outcome.steps = decide(operations, ctx)
+        outcome.digest = inputs_digest(operations, ctx.run.digest_key)
+        pending = pending_markers(phase.name, ctx.host.name, operations)
+        outcome.steps = decide(operations, ctx, pending)
         if ctx.plan:
             outcome.status = "planned"
         else:
-            apply(outcome.steps, ctx)
+            apply(outcome.steps, ctx, _triggered(operations, outcome.steps, pending))
             outcome.status = "changed" if outcome.changed else "ok"
     except Unsupported as exc:
         outcome.status, outcome.message = "unsupported", exc.message
+    except Interrupted as exc:
+        outcome.status, outcome.message = "interrupted", exc.message
     except HostError as exc:
         outcome.status, outcome.message = "failed", exc.message
+    except Exception as exc:  # a bug or a surprise on one host is that host's failure, not the run's end
+        outcome.status = "failed"
+        outcome.message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+        outcome.trace = traceback.format_exc()
     outcome.seconds = time.monotonic() - started
     if ctx.connection:
         outcome.commands_sent = ctx.connection.commands_sent - sent_before
     return outcome
 
 
-def decide(operations: list[Operation], ctx: HostContext) -> list[Step]:
-    """Ask every probe in one command, then decide each operation in order (pure from here on)."""
+def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str] | None = None) -> list[Step]:
+    """Ask every probe in one command, then decide each operation in order (pure from here on).
+
+    ``pending``: operation index -> marker of a handler recorded on the host by a cut run; asked in the
+    same command, and a recorded handler decides as if its triggers changed.
+    """
     if not operations:
         return []
+    pending = pending or {}
     token = facts_mod.new_token()
     probes = [op.probe(detail=ctx.plan) for op in operations]
-    answers = [""] * len(operations)
+    if pending:
+        probes.append(sh_list_markers(ctx.host.name))
+    answers = [""] * len(probes)
     if any(probes):
         output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
-        answers = facts_mod.split_sections(output, token, len(operations))
-    return decide_steps(operations, answers)
+        answers = facts_mod.split_sections(output, token, len(probes))
+    recorded = set(answers[len(operations)].split()) if pending else set()
+    left_over = {index for index, marker in pending.items() if marker in recorded}
+    return decide_steps(operations, answers[:len(operations)], left_over)
 
 
-def decide_steps(operations: list[Operation], answers: list[str]) -> list[Step]:
-    """Pure: each operation decided from its probe's answer, in order, seeing what changed before it."""
+def decide_steps(operations: list[Operation], answers: list[str], left_over: set[int] = frozenset()) -> list[Step]:
+    """Pure: each operation decided from its probe's answer, in order, seeing what changed before it.
+
+    ``left_over``: indexes of handlers a cut run recorded and did not run: they decide as if triggered.
+    """
     steps, changed = [], set()
-    for operation, answer in zip(operations, answers, strict=True):
-        step = operation.decide(answer, frozenset(changed))
+    for index, (operation, answer) in enumerate(zip(operations, answers, strict=True)):
+        seen = changed | set(_triggers(operation)) | {"(a cut run's change)"} if index in left_over else changed
+        step = operation.decide(answer, frozenset(seen))
         if step.status == CHANGE:
             changed.add(step.label)
         steps.append(step)
     return steps
 
 
-def apply(steps: list[Step], ctx: HostContext) -> None:
-    """Upload what differs, then place it and run the commands in one script."""
-    remote = [s for s in steps if s.runs_remotely]
+def apply(steps: list[Step], ctx: HostContext, handlers: dict[int, str] | None = None) -> None:
+    """Upload what differs, then place it and run the commands in one script (see the module docstring).
+
+    ``handlers``: step index -> marker recorded on the host while that handler is still to run.
+    """
+    remote = [(index, s) for index, s in enumerate(steps) if s.runs_remotely]
     if remote:
-        staging = ctx.connection.new_staging_dir() if any(s.uploads for s in remote) else None
-        staged = _upload(remote, staging, ctx)
-        token = facts_mod.new_token()
-        script = _apply_script(remote, staged, staging, token)
-        result = ctx.connection.run(script, check=False)
-        sections = facts_mod.split_sections(result.stdout, token, len(remote) + 1)
-        if result.exit_code != 0:
-            raise _step_failure(remote, sections, result, token, ctx)
-        for step, output in zip(remote, sections[:len(remote)], strict=True):
-            if step.capture:
-                ctx.run.values[step.capture] = output.strip()
+        _run_remote([s for _, s in remote], ctx, {position: (handlers or {})[index]
+                                                  for position, (index, _) in enumerate(remote)
+                                                  if index in (handlers or {})})
     for step in steps:
         for write in step.local_writes:
             write_atomically(write.path, write.content, write.mode)
 
 
-def _upload(steps: list[Step], staging: str | None, ctx: HostContext) -> dict[int, str]:
+def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -> None:
+    token = facts_mod.new_token()
+    uploads = any(s.uploads for s in steps)
+    connection = ctx.connection
+    staging_base = connection.staging_base() if uploads else None
+    deadline = _script_deadline(steps, ctx)
+    with connection.start() as script:
+        script.send(prologue(token, ctx.host.name, staging_base))
+        script.wait_for(f"{facts_mod.MARKER}-{token} locked", LOCK_WAIT + 30)
+        if uploads:
+            staging = connection.new_staging_dir()
+            script.send(f"vms_staging={shlex.quote(staging)}\n")   # removed by the script's exit trap, whatever happens
+            staged = _upload(steps, staging, ctx)
+        else:
+            staged = {}
+        script.send(apply_script(steps, staged, token, ctx.host.name, handlers, _step_deadline(ctx)))
+        result = script.finish(deadline)
+    sections = facts_mod.split_sections(result.stdout, token, len(steps) + 1)
+    if result.exit_code != 0:
+        raise _step_failure(steps, sections, result, token, ctx)
+    for step, output in zip(steps, sections[:len(steps)], strict=True):
+        if step.capture:
+            ctx.run.values[step.capture] = output.strip()
+
+
+def _upload(steps: list[Step], staging: str, ctx: HostContext) -> dict[int, str]:
     """Every upload into the staging directory; returns each upload's file name there."""
     staged: dict[int, str] = {}
     for step in steps:
@@ -145,37 +219,160 @@ def _upload(steps: list[Step], staging: str | None, ctx: HostContext) -> dict[in
     return staged
 
 
-def _apply_script(steps: list[Step], staged: dict[int, str], staging: str | None, token: str) -> str:
-    lines = [PLACE_FUNCTIONS]
-    if staging:
-        lines.append(f"vms_staging={shlex.quote(staging)}")
-        lines.append("trap 'rm -rf -- \"$vms_staging\"' EXIT")
-        # staging left by an earlier run of this host that was cut off mid-upload
-        lines.append('for vms_old in "${vms_staging%-*}"-????????????; do '
-                     '[ "$vms_old" = "$vms_staging" ] || rm -rf -- "$vms_old"; done')
-    for index, step in enumerate(steps):
-        lines.append(f"echo '{facts_mod.MARKER}-{token} {index}'")
-        for upload in step.uploads:
-            lines.append(f"vms_place \"$vms_staging\"/{staged[id(upload)]} "
-                         + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group)))
-        lines.extend(step.commands)
-    lines.append(f"echo '{facts_mod.MARKER}-{token} {len(steps)}'")
+def prologue(token: str, host: str, staging_base: str | None) -> str:
+    """The start of the placing script: the host's lock, leftovers of dead runs, then 'locked'."""
+    lines = [
+        "export LC_ALL=C",
+        "umask 022",
+        'trap \'rm -rf -- ${vms_staging:+"$vms_staging"} ${vms_run:+"$vms_run"} ${vms_tmp:+"$vms_tmp"}\' EXIT',
+        f"(umask 077 && mkdir -p {STATE_DIR}) || exit 70",
+        f'exec 9>>"{STATE_DIR}/lock-$(uname -n)" || exit 70',
+        f"if command -v flock >/dev/null 2>&1 && ! flock -w {LOCK_WAIT} 9; then "
+        f"echo 'another vmstation run held this host'\"'\"'s lock for {LOCK_WAIT}s' >&2; exit 75; fi",
+        "vms_run=$(mktemp -d) || exit 70",
+        "export VMS_RUN=\"$vms_run\"",
+        "vms_shell=sh; command -v bash >/dev/null 2>&1 && vms_shell=bash",
+        "vms_timeout=; command -v timeout >/dev/null 2>&1 && vms_timeout=yes",
+    ]
+    if staging_base:
+        # staging of this host that no run holds the lock for any more: a run that was cut or interrupted
+        pattern = shlex.quote(f"{staging_base}/{host}-") + "????????????"
+        lines.append(f'for vms_old in {pattern}; do [ ! -e "$vms_old" ] || rm -rf -- "$vms_old"; done')
+    lines.append(f"echo '{facts_mod.MARKER}-{token} locked'")
     return "\n".join(lines) + "\n"
 
 
+def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: str,
+                 handlers: dict[int, str], default_deadline: float) -> str:
+    """The rest of the placing script: record handlers, then each step's files and commands, each checked."""
+    marker = f"{facts_mod.MARKER}-{token}"
+    lines = [PLACE_FUNCTIONS, _heredoc('"$vms_run/lib"', STEP_LIBRARY, f"{marker}-lib"),
+             f"vms_fail() {{ printf '\\n%s\\n' \"{marker} failed $1 $2\"; exit \"$2\"; }}"]
+    if handlers:
+        lines.append(f"vms_pending={_pending_root(host)}")
+        lines.append('(umask 077 && mkdir -p "$vms_pending") || exit 70')
+        lines += [f': > "$vms_pending/{name}" || exit 70' for name in handlers.values()]
+    for index, step in enumerate(steps):
+        lines.append(f"echo '{marker} {index}'; echo '{marker} {index}' >&2")
+        for upload in step.uploads:
+            lines.append("vms_place \"$vms_staging\"/" + staged[id(upload)] + " "
+                         + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group))
+                         + f" || vms_fail {index} $?")
+        for number, command in enumerate(step.commands):
+            path = f'"$vms_run/{index}.{number}"'
+            lines.append(_heredoc(path, f'. "$VMS_RUN/lib"\n{command}\n', f"{marker}-cmd"))
+            deadline = int(step.deadline or default_deadline)
+            lines.append(f"vms_cmd {deadline} {path} || vms_fail {index} $?")
+        if index in handlers:
+            lines.append(f'rm -f -- "$vms_pending/{handlers[index]}"')
+    lines.append(f"echo '{marker} {len(steps)}'")
+    return "\n".join(lines) + "\n"
+
+
+def _heredoc(path: str, text: str, delimiter: str) -> str:
+    return f"cat > {path} <<'{delimiter}'\n{text}{'' if text.endswith(chr(10)) else chr(10)}{delimiter}"
+
+
+# -- handlers that survive cuts ----------------------------------------------------------------------
+
+
+def pending_markers(phase: str, host: str, operations: list[Operation]) -> dict[int, str]:
+    """Operation index -> the name of the record a cut run leaves on the host for that handler."""
+    return {index: hashlib.sha256(f"{phase}\0{operation.label}".encode()).hexdigest()[:24]
+            for index, operation in enumerate(operations) if _triggers(operation) or _reloads(operation)}
+
+
+def _pending_root(host: str) -> str:
+    return shlex.quote(f"{STATE_DIR}/pending/{host}")
+
+
+def sh_list_markers(host: str) -> str:
+    """The recorded handlers' names, with shell builtins only: a no-op run starts no extra process for this."""
+    return f'for vms_m in {_pending_root(host)}/*; do [ ! -e "$vms_m" ] || echo "${{vms_m##*/}}"; done'
+
+
+def _triggers(operation: Operation) -> tuple[str, ...]:
+    return tuple(getattr(operation, "restart_on", ())) + tuple(getattr(operation, "when_changed", ()))
+
+
+def _reloads(operation: Operation) -> bool:
+    return bool(getattr(operation, "daemon_reload", False))
+
+
+def _triggered(operations: list[Operation], steps: list[Step], markers: dict[int, str]) -> dict[int, str]:
+    """The handlers among ``steps`` that run because something changed: recorded on the host before placing."""
+    return {index: markers[index] for index, step in enumerate(steps)
+            if index in markers and step.status == CHANGE and step.runs_remotely}
+
+
+# -- what a pair would do, for --resume ----------------------------------------------------------------
+
+
+def inputs_digest(operations: list[Operation], key: bytes = b"") -> str:
+    """A digest of everything ``operations`` would put on or run on a host (contents, commands, paths, modes).
+
+    Functions (an Edit's transform) count by name and by the values they close over. Keyed (HMAC with the
+    state directory's own random key) because contents can hold secrets and journals are plain files.
+    """
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    for operation in operations:
+        digest.update(_stable(operation).encode(errors="surrogateescape"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _stable(value) -> str:
+    if is_dataclass(value) and not isinstance(value, type):
+        inner = ",".join(f"{f.name}={_stable(getattr(value, f.name))}" for f in fields(value))
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, bytes):
+        return "sha256:" + hashlib.sha256(value).hexdigest()
+    if isinstance(value, (list, tuple, frozenset, set)):
+        items = [_stable(v) for v in value]
+        return "[" + ",".join(sorted(items) if isinstance(value, (set, frozenset)) else items) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_stable(k)}:{_stable(v)}" for k, v in sorted(value.items(), key=str)) + "}"
+    if isinstance(value, re.Pattern):
+        return f"re({value.pattern!r})"
+    if callable(value):
+        cells = [_stable(c.cell_contents) for c in (getattr(value, "__closure__", None) or ())]
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}{cells}"
+    return repr(value)
+
+
+# -- failures -----------------------------------------------------------------------------------------
+
+
+def _script_deadline(steps: list[Step], ctx: HostContext) -> float:
+    """The whole placing script's deadline: every command's own, the lock wait and some slack."""
+    default = _step_deadline(ctx)
+    commands = sum((s.deadline or default) + 5 for s in steps for _ in s.commands)
+    return commands + LOCK_WAIT + 60 + sum(len(u.content) for s in steps for u in s.uploads) / 1e6
+
+
+def _step_deadline(ctx: HostContext) -> float:
+    return getattr(ctx.run, "step_deadline", None) or STEP_DEADLINE
+
+
 def _step_failure(steps: list[Step], sections: list[str], result, token: str, ctx: HostContext) -> HostError:
-    """The step that was running when the script stopped, with the tail of what it printed."""
-    index = _last_started(result.stdout, token, len(steps))
-    step = steps[index]
-    detail = "(output hidden: secret)" if step.secret else _tail(sections[index] + result.stderr)
-    return CommandError(ctx.host.name, f"{step.label} failed (exit {result.exit_code}): {detail}",
-                        result.exit_code, "" if step.secret else result.stderr)
-
-
-def _last_started(stdout: str, token: str, count: int) -> int:
-    """The index of the last step whose marker the script printed (markers may follow output on its line)."""
-    started = re.findall(rf"{re.escape(facts_mod.MARKER)}-{re.escape(token)} (\d+)\n", stdout)
-    return min(int(started[-1]) if started else 0, count - 1)
+    """The step that failed, with its exit code and the tail of its own stderr."""
+    failed = re.search(rf"{re.escape(facts_mod.MARKER)}-{re.escape(token)} failed (\d+) (\d+)\n", result.stdout)
+    if failed is None:     # the script itself stopped (the host's lock, no mktemp): no step is to blame
+        return CommandError(ctx.host.name, f"placing script failed (exit {result.exit_code}): "
+                            f"{_tail(result.stderr)}", result.exit_code, result.stderr)
+    index, code = int(failed.group(1)), int(failed.group(2))
+    step = steps[min(index, len(steps) - 1)]
+    own_stderr = facts_mod.split_sections(result.stderr, token, len(steps) + 1)[index]
+    if step.secret:
+        detail = "(output hidden: secret)"
+    else:
+        detail = _tail(own_stderr or sections[index].replace(failed.group(0).strip(), ""))
+    if code == 124:
+        deadline = int(step.deadline or _step_deadline(ctx))
+        return CommandTimeout(ctx.host.name, f"{step.label} did not end within its deadline of {deadline}s "
+                              f"(stopped): {detail}", deadline)
+    return CommandError(ctx.host.name, f"{step.label} failed (exit {code}): {detail}", code,
+                        "" if step.secret else own_stderr)
 
 
 def _tail(text: str, lines: int = 4) -> str:

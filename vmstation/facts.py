@@ -138,12 +138,17 @@ def parse_host_facts(output: str) -> HostFacts:
         virtualization=first("virt") or "none",
         can_load_modules=first("modules-dir") == "yes",
         cgroup=first("cgroup") or "v1",
-        swap_devices=int(first("swap") or 0),
+        swap_devices=_count(first("swap")),
         containerd_version=(first("containerd") or "").lstrip("v") or None,
         kubeadm_version=first("kubeadm"),
         selinux=first("selinux"),
         paths=frozenset(v.strip() for v in sections.get("paths", []) if v.strip()),
     )
+
+
+def _count(text: str | None) -> int:
+    """A number the host printed; anything else (a shell's error text) counts as 0 rather than raising."""
+    return int(text) if text and text.isdigit() else 0
 
 
 RHEL_IDS = frozenset({"rhel", "centos", "almalinux", "rocky"})

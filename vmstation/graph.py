@@ -29,6 +29,8 @@ class Phase:
     operations: Callable[["HostContext"], Iterable["Operation"]]
     needs: tuple[str, ...] = ()
     volatile: bool = False      # produces values later phases use: run again on --resume
+    # The vault references the phase reads for a host: resolved before any host is touched, plan included.
+    secrets: Callable[[Inventory, Host], Iterable[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,12 @@ class Graph:
 
     def order(self, target: str, only: Iterable[str] = (), start_from: str | None = None) -> list[Phase]:
         """The phases of ``target`` in run order, narrowed by ``--only`` or ``--from``."""
+        only = list(only)
+        if only and start_from:
+            raise GraphError(f"--only and --from cannot be used together (--only {' '.join(only)} "
+                             f"--from {start_from}): --only names every phase to run")
         names = self.closure(self._target(target).ends_with)
         ordered = self._topological(names)
-        only = list(only)
         for name in only + ([start_from] if start_from else []):
             if name not in names:
                 raise GraphError(f"phase {name!r} is not part of target {target!r}; "

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vmstation import values as _values
 from vmstation import versions
-from vmstation.errors import InventoryError
+from vmstation.errors import InputError, InventoryError
 
 # ---------------------------------------------------------------------------
 # The data (the contract every other module reads)
@@ -156,13 +157,12 @@ def load(path: str | Path) -> Inventory:
     """Read and check ``path``; raise InventoryError naming the file, host and key of the first broken rule
     (its ``problems`` holds every one, for ``inventory check``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")    # a UTF-8 BOM (Windows editors) is not content
-    except FileNotFoundError:
-        raise InventoryError(str(path), "file not found") from None
+        # A UTF-8 BOM (Windows editors) is not content; a FIFO or device is refused, never waited on.
+        text = _values.read_input_file(path, "inventory").decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InventoryError(str(path), "not UTF-8 text") from None
-    except OSError as exc:
-        raise InventoryError(str(path), f"cannot read: {exc.strerror}") from None
+    except InputError as exc:
+        raise InventoryError(str(path), str(exc).removeprefix(f"{path}: ")) from None
     return load_text(text, str(path))
 
 
@@ -199,7 +199,7 @@ def _load_checked(text: str, path: str) -> Inventory | None:
     defaults = _checked(_Place(path, prefix="defaults."), _table(top, data, "defaults"), _DEFAULT_KINDS)
     known_hosts = _known_hosts(top, data, defaults)
     cluster_tables = _named_tables(top, data, "clusters")
-    kinds = {name: _kept(_cluster_kind, _Place(path, prefix=f"clusters.{name}."), table)
+    kinds = {name: _kept(_cluster_kind, _Place(path, prefix=f"clusters.{name}."), name, table)
              for name, table in cluster_tables.items()}
     kinds = {name: kind for name, kind in kinds.items() if kind is not None}
     host_tables = _named_tables(top, data, "hosts")
@@ -285,6 +285,8 @@ class _Place:
 def _parse_toml(text: str, path: str) -> dict:
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise InventoryError(path, "TOML nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)$", message)
@@ -325,7 +327,11 @@ def _cluster(place: _Place, name: str, table: dict, hosts: tuple[Host, ...]) -> 
     return Cluster(name=name, **values)
 
 
-def _cluster_kind(place: _Place, table) -> str:
+def _cluster_kind(place: _Place, name: str, table) -> str:
+    try:
+        _values.cluster_name(name)
+    except ValueError as exc:
+        raise place.error(str(exc)) from None
     if not isinstance(table, dict):
         raise place.error("must be a table [clusters.NAME]")
     _require(place, table, _REQUIRED["cluster"])
@@ -625,15 +631,13 @@ _VALUE_RULES = {
     "ssh_port": _port, "wol_port": _port, "api_endpoint": _endpoint,
     "pod_cidr": _cidr, "service_cidr": _cidr,
     "become_password": _secret_reference, "jellyfin_api_key": _secret_reference,
-    "apt_proxy": _http_url, "jellyfin_url": _http_url,
+    "apt_proxy": _values.proxy_url, "jellyfin_url": _http_url, "check_interval": _values.calendar,
     "kind": _one_of("kubeadm", "rke2"), "sleep_method": _one_of("shutdown", "suspend"),
     "os_family": _one_of("debian", "rhel"), "containerd_source": _one_of("debian", "docker", "tarball"),
     "firewall": _one_of("open-ports", "disabled"),
     "ssh_user": _matching(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", "a user name"),
-    "interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
-    "wol_interface": _matching(r"^[A-Za-z0-9_.-]{1,15}$", "a network interface name"),
-    "media_path": _matching(r"/.*", "an absolute path"),
-    "cri_socket": _matching(r"^unix:///\S+$", "a socket URL like 'unix:///var/run/containerd/containerd.sock'"),
+    "interface": _values.interface_name, "wol_interface": _values.interface_name,
+    "media_path": _values.host_path, "cri_socket": _values.socket_url,
     "dns_domain": _matching(_DNS_NAME.pattern, "a DNS domain like 'cluster.local'"),
     "idle_hours": _bounded(0, 24 * 365, "a number of hours above 0"),
     "cpu_threshold_percent": _bounded(0, 100, "a percentage above 0 and at most 100"),
@@ -641,5 +645,5 @@ _VALUE_RULES = {
 # The clusters as they really install: kube-proxy's mode, Jellyfin's certificate.
 _VALUE_RULES.update({
     "proxy_mode": _one_of("nftables", "iptables"),
-    "jellyfin_certificate": _matching(r"/.*", "an absolute path"),
+    "jellyfin_certificate": _values.host_path,
 })

@@ -14,6 +14,7 @@ from vmstation.errors import HostError
 from vmstation.atomic import write_atomically
 from vmstation.facts import HostFacts
 from vmstation.operations import File
+from vmstation.values import inside, output_directory
 
 ASSUMED = {
     "debian": dict(os_release={"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
@@ -32,6 +33,7 @@ def assumed_facts(os_family: str) -> HostFacts:
 
 
 def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
+    output_directory(out_dir)
     written, notes = [], []
     for phase, host, operations in operations_offline(inventory, target):
         if isinstance(operations, HostError):
@@ -39,7 +41,7 @@ def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
             continue
         for operation in operations:
             if isinstance(operation, File):
-                destination = out_dir / host.name / operation.path.lstrip("/")
+                destination = inside(out_dir, host.name, operation.path.lstrip("/"))
                 content = b"(secret: not rendered)\n" if operation.secret else operation.data
                 write_atomically(str(destination), content, 0o600 if operation.secret else 0o644)
                 written.append(destination)
@@ -49,22 +51,28 @@ def render_files(inventory, target: str, out_dir: Path) -> list[Path]:
     return written
 
 
-def preflight(inventory, target: str, limit=(), values: dict | None = None) -> None:
+def preflight(inventory, target: str, limit=(), values: dict | None = None, secrets=None) -> None:
     """Render and check every file of ``target`` before any host is touched.
 
     A template that does not render or a config that fails its check (kubeadm fields, containerd's
     SystemdCgroup section, Kubernetes schemas, RKE2 keys) raises InputError here, so that bad input stops
-    the run with nothing changed anywhere, not half-way through a phase on some hosts.
+    the run with nothing changed anywhere, not half-way through a phase on some hosts. With ``secrets``
+    (the run's SecretStore), every secret a phase reads is resolved here too: a missing key or a wrong
+    vault password is exit 2 before the first host, not at phase 9.
     """
-    for _phase, _host, _operations in operations_offline(inventory, target, limit, values):
+    for _phase, _host, _operations in operations_offline(inventory, target, limit, values, secrets):
         pass
 
 
-def operations_offline(inventory, target: str, limit=(), values: dict | None = None):
-    """``(phase, host, operations or the HostError that stopped them)`` for every phase and host, no SSH."""
+def operations_offline(inventory, target: str, limit=(), values: dict | None = None, secrets=None):
+    """``(phase, host, operations or the HostError that stopped them)`` for every phase and host, no SSH.
+
+    Without ``secrets`` a phase sees no vault (``ctx.run.secrets is None``) and renders secret files empty.
+    """
     from vmstation.targets import build_graph
 
-    run_ctx = RunContext(inventory, plan=True, offline=True, values={**(values or {}), "limit": tuple(limit)})
+    run_ctx = RunContext(inventory, plan=True, offline=True, values={**(values or {}), "limit": tuple(limit)},
+                         secrets=secrets)
     for phase in build_graph().order(target):
         for host in phase.select(inventory):
             if limit and host.name not in limit:

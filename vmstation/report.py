@@ -36,11 +36,11 @@ def format_plan(outcomes: list[PhaseOutcome], show_unchanged: bool = False, full
     """
     text = _full_plan(outcomes, show_unchanged, verbose)
     if full or (full is None and text.count("\n") <= BRIEF_OVER_LINES):
-        return text
+        return terminal_safe(text)
     brief = _brief_plan(outcomes, verbose)
     if full is None:
         brief += f"(brief plan: the full one is {text.count(chr(10))} lines; --diff shows it)\n"
-    return brief
+    return terminal_safe(brief)
 
 
 def _full_plan(outcomes: list[PhaseOutcome], show_unchanged: bool, verbose: int) -> str:
@@ -130,7 +130,7 @@ def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = No
                  f"{sum(o.status == 'unsupported' for o in outcomes)} cannot run here"
                  + (f"; the plan has {planned} changes to make" if planned else ""))
     lines += unknown_host_keys(outcomes, inventory_path)
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    return terminal_safe("\n".join(line.rstrip() for line in lines) + "\n")
 
 
 def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
@@ -182,6 +182,17 @@ def to_json(result, plan: bool = False) -> str:
     }, indent=2, sort_keys=True)
 
 
+# Control characters (ESC and the C1 set: terminal escape sequences), line and paragraph separators and the
+# bidirectional overrides: text a host sends back (file content in diffs, command output in messages) must not
+# move the cursor, rewrite the title, hide lines or reorder what the operator reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character that could act on a terminal shown as an escape (``\\x1b``)."""
+    return _UNSAFE.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), text)
+
+
 def _plan_headline(outcome: PhaseOutcome) -> str:
     if outcome.status != "planned":
         message = KEY_NOTE if UNKNOWN_KEY in outcome.message else outcome.message
@@ -205,7 +216,7 @@ class LineProgress:
         elif event == "outcome":
             o: PhaseOutcome = data["outcome"]
             note = _note(o, self.said)
-            note = f": {note}" if note else ""
+            note = f": {terminal_safe(note)}" if note else ""
             self.stream.write(f"   {o.host:<20} {STATUS_WORDS.get(o.status, o.status)}"
                               f" ({o.changed} changed, {o.seconds:.1f}s){note}\n")
         self.stream.flush()

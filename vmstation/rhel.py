@@ -28,7 +28,7 @@ RKE2_SERVICES = {"server": "rke2-server.service", "agent": "rke2-agent.service"}
 RKE2_NODE_TOKEN = "/var/lib/rancher/rke2/server/node-token"   # written by the first server (docs: install/ha)
 RKE2_SUPERVISOR_PORT = 9345
 RKE2_PROFILE = "/etc/profile.d/vmstation-rke2.sh"
-INSTALL_SCRIPT_URL = "https://get.rke2.io"
+INSTALL_SCRIPT_URL = versions.RKE2_INSTALL_SCRIPT_URL    # get.rke2.io's script, at a pinned commit
 
 # Ports of a single RKE2 server with Canal (docs.rke2.io/install/requirements#inbound-network-rules),
 # plus node-exporter on the host network.
@@ -266,12 +266,13 @@ def install_method(version: str, family: str, rhel_major: int, airgapped: bool =
 
 
 def install_command(version: str, family: str, artifact_path: str | None = None, rhel_major: int = 10,
-                    node_type: str = "server") -> str:
+                    node_type: str = "server", script_sha256: str = versions.RKE2_INSTALL_SCRIPT_SHA256) -> str:
     """The official install script for an RKE2 ``node_type`` ("server" or "agent") at ``version``.
 
     Online it is fetched to a fresh mktemp file first: ``curl | sh`` would run an empty script after a
     failed download and report success, and a fixed name in a shared directory could be planted by
-    another user. RHEL family with RPMs for its major: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin,
+    another user. It comes from a pinned commit and runs only when its sha256 is ``script_sha256``.
+    RHEL family with RPMs for its major: INSTALL_RKE2_METHOD=rpm (binaries in /usr/bin,
     rke2-selinux pulled in). Without them, and air-gapped (``artifact_path``: a directory on the host
     holding install.sh, rke2.linux-amd64.tar.gz, rke2-images.linux-amd64.tar.zst, sha256sum-amd64.txt):
     INSTALL_RKE2_METHOD=tar, binaries under /usr/local/bin, units in /usr/local/lib/systemd/system (moved
@@ -287,7 +288,10 @@ def install_command(version: str, family: str, artifact_path: str | None = None,
         return f"{_env_words(env)} sh {shlex.quote(artifact_path.rstrip('/') + '/install.sh')}"
     if family == "rhel":
         env["INSTALL_RKE2_METHOD"] = install_method(version, family, rhel_major)
+    # The script runs only if its sha256 is the pinned one (versions.py): a moved or altered script never runs.
+    check = f'printf "%s  %s\\n" {shlex.quote(script_sha256)} "$script" | sha256sum -c --status'
     return (f'script=$(mktemp) && curl -sfL --retry 3 -o "$script" {shlex.quote(INSTALL_SCRIPT_URL)} && '
+            f'{{ {check} || {{ echo "install.sh: sha256 differs from the pinned one" >&2; false; }}; }} && '
             f'{_env_words(env)} sh "$script"; status=$?; rm -f "$script"; exit $status')
 
 

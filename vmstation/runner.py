@@ -8,25 +8,38 @@
   join needs the control plane's init) is blocked where that need failed.
 - One SSH connection per host per run, opened the first time a phase needs it.
 - Every (phase, host) outcome goes to the journal; ``resume`` skips what the last
-  run of the same target finished.
+  run of the same target finished, when what it would do now is the same.
+- Honest under faults: any error of one (phase, host) is that pair's failure; one
+  applying run per inventory (``RunLock``); SIGINT or SIGTERM starts nothing new,
+  cuts the channels, records ``interrupted`` and ends the run (exit 130) within a
+  few seconds; a second signal ends the process at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from vmstation.context import HostContext, RunContext
-from vmstation.errors import ConnectError, HostError
-from vmstation.execute import PhaseOutcome, run_phase_on_host
+from vmstation.errors import ConnectError, HostError, Interrupted, Unsupported
+from vmstation.execute import PhaseOutcome, inputs_digest, run_phase_on_host
 from vmstation.graph import Graph, Phase
 from vmstation.inventory import Host
-from vmstation.journal import Journal
+from vmstation.journal import Journal, RunLock
 from vmstation.templates import warm_up as warm_up_templates
 from vmstation.transport import HostConnection, SshOptions, warm_up
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class RunOptions:
     resume: bool = False
     forks: int = 32
     ssh: SshOptions | None = None
+    step_deadline: float | None = None      # seconds a step's command may run by default (None: 300)
 
 
 @dataclass
@@ -47,6 +61,7 @@ class RunResult:
     outcomes: list[PhaseOutcome] = field(default_factory=list)
     journal_path: str | None = None
     seconds: float = 0.0
+    interrupted: str = ""        # the signal that ended the run early, if one did
 
     @property
     def failed(self) -> list[PhaseOutcome]:
@@ -62,10 +77,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 something failed, 3 stopped where this machine cannot go on (unsupported).
+        """0 all done, 1 something failed, 3 stopped where this machine cannot go on (unsupported),
+        130 interrupted.
 
         Phases blocked only because a need could not run here are part of that stop, not failures.
         """
+        if self.interrupted:
+            return 130
         if any(o.status == "failed" for o in self.outcomes):
             return 1
         if self.unsupported:
@@ -76,24 +94,45 @@ class RunResult:
 Listener = Callable[[str, dict], None]
 
 
+INTERRUPT_GRACE = 3.0     # seconds the pairs in flight get to end after their channels were cut
+
+
 def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listener | None = None) -> RunResult:
     """Run (or plan) ``options.target`` against ``run_ctx.inventory``."""
-    notify = listener or (lambda event, data: None)
     phases = graph.order(options.target, options.only, options.start_from)
     journal = Journal.for_inventory(run_ctx.inventory.path, options.target, plan=options.plan)
-    finished = journal.last_finished() if options.resume else set()
+    lock = contextlib.nullcontext() if options.plan else RunLock(run_ctx.inventory.path)
+    with lock:
+        crashed = [] if options.plan else journal.close_crashed_runs()
+        for path in crashed:
+            log.warning("the run of %s journaled in %s ended without an end record: it crashed", options.target, path)
+        journal.start()
+        return _run_phases(phases, journal, run_ctx, options, listener or (lambda event, data: None))
+
+
+def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, options: RunOptions,
+                notify: Listener) -> RunResult:
+    finished = journal.last_finished() if options.resume else {}
     ssh = options.ssh or SshOptions(known_hosts=run_ctx.inventory.known_hosts)
     pool = ConnectionPool(ssh, run_ctx)
     warm_up(ssh)
     warm_up_templates()
     run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
     run_ctx.values["limit"] = tuple(options.limit)   # node-remove acts on the hosts the operator named
+    if options.step_deadline:
+        run_ctx.step_deadline = options.step_deadline
+    run_ctx.digest_key = journal.digest_key()
     result = RunResult(options.target, journal_path=str(journal.path))
     started = time.monotonic()
     status: dict[tuple[str, str], str] = {}
+    executor = ThreadPoolExecutor(max_workers=max(1, options.forks))
+    stop = Stop(pool)
+    end, trace = "crashed", ""
     try:
-        with ThreadPoolExecutor(max_workers=max(1, options.forks)) as executor:
+        with stop.on_signals():
             for phase in phases:
+                if stop.reason:
+                    break
                 hosts = _selected(phase, run_ctx, options.limit)
                 notify("phase", {"phase": phase.name, "title": phase.title, "hosts": [h.name for h in hosts]})
                 work = {}
@@ -101,19 +140,66 @@ def run(graph: Graph, run_ctx: RunContext, options: RunOptions, listener: Listen
                     reason = _blocked_by(phase, host, status, options.plan)
                     if reason:
                         outcome = PhaseOutcome(phase.name, host.name, "blocked", message=reason)
-                    elif (phase.name, host.name) in finished and not phase.volatile:
-                        outcome = PhaseOutcome(phase.name, host.name, "resumed", message="finished in the last run")
+                    elif _unchanged_since_last_run(phase, host, run_ctx, finished):
+                        outcome = PhaseOutcome(phase.name, host.name, "resumed", message="finished in the last run",
+                                               digest=finished[(phase.name, host.name)])
                     else:
                         work[host.name] = executor.submit(_run_one, phase, host, run_ctx, pool, notify)
                         continue
                     _record(outcome, status, result, journal, notify, run_ctx)
                 for name in sorted(work, key=[h.name for h in hosts].index):
-                    _record(work[name].result(), status, result, journal, notify, run_ctx)
+                    outcome = _outcome_of(work[name], stop, phase, name)
+                    _record(outcome, status, result, journal, notify, run_ctx)
+        result.interrupted = stop.reason
+        end = "interrupted" if stop.reason else "failed" if result.exit_code == 1 else "done"
+    except BaseException:
+        trace = run_ctx.redact(traceback.format_exc())
+        raise
     finally:
+        executor.shutdown(wait=not stop.reason, cancel_futures=True)
         pool.close_all()
         result.seconds = time.monotonic() - started
-        journal.close(result)
+        journal.close(result, end, trace)
     return result
+
+
+def _outcome_of(future: Future, stop: "Stop", phase: Phase, host: str) -> PhaseOutcome:
+    """The pair's outcome; once the run is interrupted, at most INTERRUPT_GRACE more seconds of waiting."""
+    while True:
+        done, _ = wait_for([future], timeout=0.5)
+        if done:
+            outcome = future.result()
+            break
+        if stop.reason and time.monotonic() - stop.since > INTERRUPT_GRACE:
+            outcome = PhaseOutcome(phase.name, host, "interrupted")
+            break
+    if stop.reason and outcome.status in ("failed", "interrupted"):
+        outcome.status, outcome.message = "interrupted", f"interrupted by {stop.reason} while it ran"
+    return outcome
+
+
+def _unchanged_since_last_run(phase: Phase, host: Host, run_ctx: RunContext,
+                              finished: dict[tuple[str, str], str]) -> bool:
+    """--resume: the pair finished in the last run, and what it would do now is what it did then.
+
+    Decided from the inventory and templates alone (no host is asked): a phase that needs the host's facts
+    or another host's answer to know what it would do runs again.
+    """
+    recorded = finished.get((phase.name, host.name))
+    if not recorded or phase.volatile:
+        return False
+    offline = dataclasses.replace(run_ctx, remote=_no_remote(host))
+    try:
+        operations = list(phase.operations(HostContext(offline, host, None)))
+    except Exception:  # needs facts, another host, or fails: let the real run decide
+        return False
+    return inputs_digest(operations, run_ctx.digest_key) == recorded
+
+
+def _no_remote(host: Host):
+    def refuse(other: Host, script: str) -> str:
+        raise Unsupported(host.name, "deciding --resume asks no host")
+    return refuse
 
 
 def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPool", notify: Listener) -> PhaseOutcome:
@@ -123,6 +209,9 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
         connection = pool.get(host)
     except HostError as exc:
         return PhaseOutcome(phase.name, host.name, "failed", message=exc.message, seconds=time.monotonic() - started)
+    except Exception as exc:  # a surprise while connecting is this host's failure, not the run's end
+        return PhaseOutcome(phase.name, host.name, "failed", message=f"unexpected error: {type(exc).__name__}: {exc}",
+                            seconds=time.monotonic() - started, trace=traceback.format_exc())
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
     outcome = run_phase_on_host(phase, ctx)
     if outcome.changed:
@@ -133,6 +222,7 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
 def _record(outcome: PhaseOutcome, status, result: RunResult, journal: Journal, notify: Listener,
             run_ctx: RunContext) -> None:
     outcome.message = run_ctx.redact(outcome.message)
+    outcome.trace = run_ctx.redact(outcome.trace)
     status[(outcome.phase, outcome.host)] = outcome.status
     result.outcomes.append(outcome)
     journal.record(outcome)
@@ -162,6 +252,34 @@ def _blocked_by(phase: Phase, host: Host, status: dict[tuple[str, str], str], pl
     return ""
 
 
+class Stop:
+    """SIGINT/SIGTERM during a run: the first interrupts it (``reason``), a second ends the process at once."""
+
+    def __init__(self, pool: "ConnectionPool"):
+        self.pool, self.reason, self.since = pool, "", 0.0
+
+    @contextlib.contextmanager
+    def on_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only; a run in another thread is stopped by its caller
+            return
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _handle(self, number: int, frame) -> None:
+        if self.reason:
+            os.write(2, b"vmstation: second interrupt: stopping now\n")
+            os._exit(130)
+        self.reason, self.since = signal.Signals(number).name, time.monotonic()
+        os.write(2, f"vmstation: {self.reason}: starting nothing new, cutting the connections "
+                 "(again to stop at once)\n".encode())
+        self.pool.interrupt(self.reason)
+
+
 class ConnectionPool:
     """One connection per host per run; a host that cannot be reached fails fast afterwards."""
 
@@ -173,9 +291,12 @@ class ConnectionPool:
         self._facts: dict[str, object] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.stopped = ""
 
     def get(self, host: Host) -> HostConnection:
         with self._lock_for(host):
+            if self.stopped:
+                raise Interrupted(host.name, f"interrupted by {self.stopped}: nothing new starts")
             if host.name in self._errors:
                 raise ConnectError(host.name, f"unreachable earlier in this run: {self._errors[host.name].message}")
             if host.name not in self._connections:
@@ -202,11 +323,17 @@ class ConnectionPool:
         self._facts.pop(host.name, None)
 
     def close_all(self) -> None:
-        for connection in self._connections.values():
+        for connection in list(self._connections.values()):
             try:
                 connection.close()
             except Exception:  # closing a dead connection must not hide the run's result
                 pass
+
+    def interrupt(self, reason: str) -> None:
+        """No new connection from now on; cut the open ones, so the commands in flight end at once."""
+        self.stopped = reason
+        for connection in list(self._connections.values()):
+            connection.abort()
 
     def _become_password(self, host: Host):
         if host.is_root or not host.become_password:

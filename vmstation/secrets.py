@@ -57,7 +57,8 @@ class Secret:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        return hmac.compare_digest(self._value.encode("utf-8", "surrogateescape"),
+                                   other._value.encode("utf-8", "surrogateescape"))
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -142,6 +143,8 @@ def parse_secrets(plaintext: bytes, where: str) -> dict[str, Secret]:
         pairs = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         pairs = _yaml_pairs(text, where)
+    except RecursionError:
+        raise SecretError(f"{where}: decrypted content is nested too deeply") from None
     for name, value in pairs.items():
         if not isinstance(value, str):
             raise SecretError(f"{where}: secret {name!r} is not a string; quote its value")
@@ -188,18 +191,23 @@ def vault_edit(path: str | Path, password, editor: str | None = None) -> bool:
     """
     path = Path(path)
     original = vault_view(path, password) if path.exists() else ""
-    command = shlex.split(editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    command = _editor_command(editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
     with tempfile.TemporaryDirectory(prefix="vmstation-vault-", dir=_memory_dir()) as private:
         plain = Path(private) / path.name
         descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(original)
         _run_editor(command, plain, path)
-        edited = plain.read_text(encoding="utf-8")
-    if path.exists() and edited == original:
+        edited = plain.read_bytes()
+    if path.exists() and edited == original.encode("utf-8"):
         return False
-    _write_atomically(path, vault.encrypt(edited.encode("utf-8"), password))
+    _write_atomically(path, vault.encrypt(edited, password))
     return True
+
+
+def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (an editor, a helper): without the vault password in it."""
+    return {k: v for k, v in (os.environ if base is None else base).items() if k != PASSWORD_ENV}
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -215,15 +223,20 @@ def _read_vault_file(path: Path) -> bytes:
 
 
 def _read_file(path: Path) -> bytes:
+    """A regular file's bytes (a FIFO or device is refused, never waited on)."""
+    from vmstation.errors import InputError
+    from vmstation.values import read_input_file
+
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SecretError(f"{path}: cannot read: {exc.strerror}") from None
+        return read_input_file(path)
+    except InputError as exc:
+        raise SecretError(str(exc)) from None
 
 
 def _password_from_file(path: Path) -> Secret:
     """The file's content, or, when it is executable, what it prints (Ansible's convention: a script that asks
-    a password manager). Either way surrounding whitespace is not the password."""
+    a password manager). Either way surrounding whitespace is not the password, and the password is bytes,
+    like ansible-vault's: any byte is allowed (surrogateescape keeps it exact)."""
     password = (_password_from_script(path) if path.is_file() and os.access(path, os.X_OK)
                 else _read_file(path)).strip()
     if not password:
@@ -236,7 +249,7 @@ def _password_from_script(path: Path, timeout: float = 60.0) -> bytes:
     """Run an executable vault password file; its stdout is the password (its stderr reaches the terminal)."""
     try:
         done = subprocess.run([str(path.resolve())], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, env=child_environment())
     except subprocess.TimeoutExpired:
         raise SecretError(f"vault password script {path} did not finish within {timeout:.0f} s") from None
     except OSError as exc:
@@ -251,6 +264,8 @@ def _yaml_pairs(text: str, where: str) -> dict:
 
     try:
         pairs = yaml.safe_load(text)
+    except RecursionError:
+        raise SecretError(f"{where}: decrypted content is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (YAML error at line {mark.line + 1})" if mark is not None else ""
@@ -262,9 +277,19 @@ def _yaml_pairs(text: str, where: str) -> dict:
     return pairs
 
 
+def _editor_command(text: str) -> list[str]:
+    try:
+        command = shlex.split(text)
+    except ValueError:
+        command = []
+    if not command:
+        raise SecretError(f"editor {text!r} (VISUAL or EDITOR) is not a command line")
+    return command
+
+
 def _run_editor(command: list[str], plain: Path, path: Path) -> None:
     try:
-        result = subprocess.run([*command, str(plain)], check=False)
+        result = subprocess.run([*command, str(plain)], check=False, env=child_environment())
     except FileNotFoundError:
         raise SecretError(f"editor {command[0]!r} not found (set VISUAL or EDITOR)") from None
     if result.returncode != 0:

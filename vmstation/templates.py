@@ -66,6 +66,7 @@ def _environment(directory: str):
     )
     env.filters["to_json"] = _to_json
     env.filters["to_yaml_string"] = _to_yaml_string
+    env.filters["proxy_url"] = _proxy_url
     return env
 
 
@@ -80,3 +81,13 @@ def _to_yaml_string(value: str) -> str:
     import json
 
     return json.dumps(str(value))
+
+
+def _proxy_url(value: str) -> str:
+    """An apt proxy rebuilt from its parsed parts (scheme, host, port): nothing else of the string survives."""
+    from vmstation.values import proxy_url
+
+    try:
+        return proxy_url(value)
+    except ValueError as exc:
+        raise TemplateError(f"apt_proxy: {exc}") from None

@@ -18,10 +18,16 @@ wrong for us in four ways, replaced here:
 - Fabric's ``run`` drives each command through Invoke's threaded runner. We run a
   shell script over one exec channel with the script on stdin: nothing of it
   lands in argv, and a sudo password travels the same way, after sudo asked.
+
+Dead peers end: TCP keepalive and TCP_USER_TIMEOUT on the socket, SSH keepalive on
+the transport, and a deadline on every command. A host whose link vanishes mid-command
+(no FIN, as in a power cut) fails within DEAD_PEER_SECONDS (about 25 s, see
+``_open_socket``); a command that runs past its deadline fails with CommandTimeout.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import errno
 import functools
@@ -36,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vmstation.errors import CommandError, ConnectError, HostKeyError, SudoError
+from vmstation.errors import CommandError, CommandTimeout, ConnectError, HostKeyError, InputError, SudoError
 from vmstation.inventory import Host
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,12 @@ SUDO_READY = "__vmstation_sudo_ready__"
 CONNECT_TIMEOUT = 5.0
 UNKNOWN_KEY = "unknown host key for "      # the report gathers these into one line per host
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
+COMMAND_DEADLINE = 300.0     # seconds any one remote command may take unless its caller says otherwise
+SSH_KEEPALIVE = 5            # seconds of silence before paramiko sends an SSH keepalive
+# A peer that stops answering (its link gone, no FIN) is declared dead once data sent to it has gone
+# unacknowledged this long (TCP_USER_TIMEOUT, also bounding keepalive probes): keepalives make sure there is
+# such data within SSH_KEEPALIVE seconds, so a vanished host fails within about 25 s.
+DEAD_PEER_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ def connect(host: Host, options: SshOptions, become_password=None) -> "HostConne
     started = time.monotonic()
     try:
         return retrying(HostConnection.open, host, options, become_password, started)
-    except ConnectError:
+    except (ConnectError, InputError):   # a malformed known_hosts is bad input, not an unreachable host
         raise
     except Exception as exc:  # tenacity re-raised a low-level error after the deadline
         raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
@@ -190,6 +202,7 @@ class HostConnection:
             if jump is not None:
                 jump.close()
             raise
+        conn.client.get_transport().set_keepalive(SSH_KEEPALIVE)
         return cls(route.host, conn, become_password, jump)
 
     # -- commands ---------------------------------------------------------------------------
@@ -200,24 +213,31 @@ class HostConnection:
 
         The script never appears in argv. With sudo and a password, the password is
         written only after sudo printed our prompt, so it can never reach the shell.
+        ``timeout``: seconds the command may take (COMMAND_DEADLINE when None); past it, CommandTimeout.
         """
+        with self.start(sudo=sudo, on_line=on_line) as remote:
+            remote.send(script)
+            result = remote.finish(COMMAND_DEADLINE if timeout is None else timeout)
+        _log_command(self.host, self.commands_sent, script, result,
+                     (not self.host.is_root) if sudo is None else sudo)
+        if check and result.exit_code != 0:
+            raise CommandError(self.host.name, _failure_summary(result), result.exit_code,
+                               result.stdout + result.stderr)
+        return result
+
+    @contextmanager
+    def start(self, *, sudo: bool | None = None,
+              on_line: Callable[[str], None] | None = None) -> Iterator["RemoteScript"]:
+        """A root shell on one exec channel whose script is sent in parts (``RemoteScript``); closed after."""
         as_sudo = (not self.host.is_root) if sudo is None else sudo
         with _session_errors(self.host):
             channel = self._fabric.client.get_transport().open_session()
             self.commands_sent += 1
             try:
                 early_stderr = self._start_sudo(channel) if as_sudo else _exec(channel, "sh -s")
-                channel.sendall(script.encode())
-                channel.shutdown_write()
-                stdout, stderr, code = _collect(channel, on_line, timeout)
-                stderr = early_stderr + stderr
+                yield RemoteScript(self.host, channel, early_stderr, on_line)
             finally:
                 channel.close()
-        result = CommandResult(code, stdout, stderr)
-        _log_command(self.host, self.commands_sent, script, result, as_sudo)
-        if check and code != 0:
-            raise CommandError(self.host.name, _failure_summary(result), code, stdout + stderr)
-        return result
 
     def _start_sudo(self, channel) -> str:
         """Start a root shell through sudo; answer its prompt once. Returns stderr seen after it started."""
@@ -250,6 +270,16 @@ class HostConnection:
             self._sftp = self._fabric.client.open_sftp()
         return self._sftp
 
+    def staging_base(self) -> str:
+        """The directory that holds every staging directory (absolute), made private if it is new."""
+        with _session_errors(self.host):
+            sftp = self.sftp()
+            try:
+                sftp.mkdir(".vmstation-staging", 0o700)
+            except OSError:
+                pass  # already there
+            return sftp.normalize(".vmstation-staging")
+
     def new_staging_dir(self) -> str:
         """A private directory in the login user's home for uploads before they are placed (absolute path).
 
@@ -270,6 +300,12 @@ class HostConnection:
         with _session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
             handle.set_pipelined(True)
             handle.write(content)
+
+    def abort(self) -> None:
+        """Cut the connection now (an interrupt): every command in flight ends with a ConnectError."""
+        transport = self._fabric.client.get_transport()
+        if transport is not None:
+            transport.close()
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -423,8 +459,22 @@ def _open_socket(host: Host, timeout: float, address: str | None = None, port: i
         raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}",
                            transient=exc.errno != errno.ENETUNREACH) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _detect_dead_peers(sock)
     sock.settimeout(None)
     return sock
+
+
+def _detect_dead_peers(sock: socket.socket) -> None:
+    """Let the kernel give up on a peer that stopped answering, instead of retransmitting for 15 minutes.
+
+    Keepalive probes cover an idle connection (we wait for output); TCP_USER_TIMEOUT covers data sent and
+    never acknowledged (a script, an upload, paramiko's SSH keepalive). Linux options; skipped elsewhere.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", SSH_KEEPALIVE), ("TCP_KEEPINTVL", SSH_KEEPALIVE), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def warm_up(options: SshOptions) -> None:
@@ -510,9 +560,9 @@ def _parsed_known_hosts(path: str):
 @functools.lru_cache(maxsize=4)
 def _parse_known_hosts(path: str, stamp: int):
     """Keyed by modification time too: a key recorded by --trust-new-host-keys is seen by later connections."""
-    import paramiko
+    from vmstation import known_hosts
 
-    return paramiko.HostKeys(path)
+    return known_hosts.load(path)
 
 
 class _RejectPolicy:
@@ -533,37 +583,91 @@ class _TrustNewPolicy:
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
-        with open(self.known_hosts, "a") as handle:
-            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        from vmstation import known_hosts
+
+        known_hosts.append(self.known_hosts, hostname, key)     # newline-safe, atomic, under a lock
         client.get_host_keys().add(hostname, key.get_name(), key)
         log.warning("recorded new host key for %s (%s) in %s", hostname, key.fingerprint, self.known_hosts)
 
 
-def _collect(channel, on_line, timeout) -> tuple[str, str, int]:
-    out, err, pending = [], [], ""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError("remote command timed out")
+class RemoteScript:
+    """A shell on one exec channel: send its script in parts, wait for a line, then collect the result.
+
+    Parts let a script take a lock on the host and say so before the uploads it guards start.
+    Output is decoded incrementally (UTF-8, undecodable bytes replaced), so no content can raise.
+    """
+
+    def __init__(self, host: Host, channel, early_stderr: str, on_line=None):
+        self.host, self.channel, self.on_line = host, channel, on_line
+        self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._err = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stdout, self.stderr, self._pending = "", early_stderr, ""
+
+    def send(self, text: str) -> None:
+        with _session_errors(self.host):
+            self.channel.sendall(text.encode())
+
+    def wait_for(self, line: str, timeout: float) -> None:
+        """Read until ``line`` is a whole line of stdout; CommandError if the script ended first."""
+        deadline = time.monotonic() + timeout
+        with _session_errors(self.host):
+            while f"\n{line}\n" not in "\n" + self.stdout:
+                if not self._read(deadline, timeout):
+                    result = CommandResult(self.channel.recv_exit_status(), self.stdout, self.stderr)
+                    raise CommandError(self.host.name, _failure_summary(result), result.exit_code,
+                                       result.stdout + result.stderr)
+
+    def finish(self, timeout: float) -> CommandResult:
+        """Close stdin, read everything until the script exits (within ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        with _session_errors(self.host):
+            self.channel.shutdown_write()
+            while self._read(deadline, timeout):
+                pass
+            code = self.channel.recv_exit_status()
+        self.stdout += self._out.decode(b"", final=True)
+        self.stderr += self._err.decode(b"", final=True)
+        return CommandResult(code, self.stdout, self.stderr)
+
+    def _read(self, deadline: float, timeout: float) -> bool:
+        """Take what has arrived; False once the command has exited and everything was read."""
+        channel = self.channel
+        if time.monotonic() > deadline:
+            raise CommandTimeout(self.host.name, f"no end within its deadline of {timeout:.0f}s "
+                                 f"(last output: {_tail_of(self.stderr or self.stdout)})", timeout)
         got = False
         if channel.recv_ready():
-            chunk = channel.recv(65536).decode(errors="replace")
-            out.append(chunk)
+            chunk = self._out.decode(channel.recv(65536))
+            self.stdout += chunk
             got = True
-            if on_line:
-                pending += chunk
-                *lines, pending = pending.split("\n")
+            if self.on_line:
+                self._pending += chunk
+                *lines, self._pending = self._pending.split("\n")
                 for line in lines:
-                    on_line(line)
+                    self.on_line(line)
         if channel.recv_stderr_ready():
-            err.append(channel.recv_stderr(65536).decode(errors="replace"))
+            self.stderr += self._err.decode(channel.recv_stderr(65536))
             got = True
-        if not got:
-            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                break
-            select.select([channel], [], [], 0.2)
-    return "".join(out), "".join(err), channel.recv_exit_status()
+        if got:
+            return True
+        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            if channel.exit_status == -1 and not _active(channel):
+                raise EOFError("the connection was lost before the command ended")
+            return False
+        if not _active(channel):
+            raise EOFError("the connection was lost while the command ran")
+        select.select([channel], [], [], 0.2)
+        return True
+
+
+def _active(channel) -> bool:
+    transport = channel.get_transport()
+    return transport is not None and transport.is_active()
+
+
+def _tail_of(text: str) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-2:]
+    return " | ".join(kept)[-300:] or "none"
 
 
 def _log_command(host: Host, number: int, script: str, result: CommandResult, as_sudo: bool) -> None:

@@ -108,7 +108,7 @@ def _password_bytes(password) -> bytes:
     if hasattr(password, "reveal"):
         password = password.reveal()
     if isinstance(password, str):
-        password = password.encode("utf-8")
+        password = password.encode("utf-8", "surrogateescape")   # bytes of a password file, kept exact
     if not password:
         raise SecretError("the vault password is empty")
     return password

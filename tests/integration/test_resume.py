@@ -8,6 +8,7 @@ is back, ``--resume`` runs only what did not finish (and the volatile phases).
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -130,9 +131,11 @@ def test_the_journal_records_every_outcome_and_the_end_of_the_run(hosts, tmp_pat
     journal = Path(result.journal_path)
     assert journal.parent == tmp_path / ".vmstation" / "runs"
     entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert entries[0] == {"run": "start", "target": "site", "pid": os.getpid(), "plan": False}
+    entries = entries[1:]
     assert len(entries) == 3 * 3 + 1
     assert {(e["phase"], e["host"]) for e in entries[:-1]} == {(p, h.name) for p in ("base", "token", "extra")
                                                                 for h in hosts}
     assert all(e["status"] in ("changed", "ok") and e["commands"] >= 1 for e in entries[:-1])
-    assert entries[-1] == {"run": "end", "target": "site", "exit_code": 0, "changed": 6,
+    assert entries[-1] == {"run": "end", "target": "site", "status": "done", "exit_code": 0, "changed": 6,
                            "seconds": entries[-1]["seconds"]}

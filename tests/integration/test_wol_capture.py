@@ -119,6 +119,7 @@ def test_wake_as_root_sends_a_raw_frame(wire):
     assert [f["kind"] for f in frames] == ["raw"]
 
 
+@pytest.mark.drops_privileges
 def test_wake_without_privilege_falls_back_to_udp_and_says_why(wire):
     # Drop to nobody after the imports (the interpreter lives under /root, unreadable to nobody).
     code = ("os.setgroups([]); os.setgid(65534); os.setuid(65534); "

@@ -119,6 +119,18 @@ def test_limit_naming_an_unknown_host_is_exit_2_before_any_connection(tmp_path, 
     assert not (tmp_path / ".vmstation").exists()  # no run was started, so no journal either
 
 
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--only", "debian.flannel", "--from", "debian.apps"], "--only and --from cannot be used together"),
+    (["--plan", "--resume"], "--plan and --resume cannot be used together"),
+    (["--forks", "0"], "--forks must be at least 1 (got 0)"),
+])
+def test_options_that_conflict_are_one_line_and_exit_2_before_anything_runs(tmp_path, good_inventory, args,
+                                                                             fragment):
+    result = vmstation("deploy-debian", "-i", str(good_inventory), *args, cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / ".vmstation").exists()
+
+
 def test_a_good_inventory_checks_ok(tmp_path, good_inventory):
     result = vmstation("inventory", "check", "-i", str(good_inventory), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

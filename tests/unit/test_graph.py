@@ -117,3 +117,8 @@ def test_selectors_pick_hosts_by_cluster_kind_and_role(homelab):
     assert [h.name for h in hosts_with_role("kubeadm", "control-plane")(homelab)] == ["masternode"]
     assert hosts_with_role("rke2", "control-plane")(homelab) == ()
     assert [h.name for h in all_hosts(homelab)] == ["masternode", "storagenodet3500", "homelab"]
+
+
+def test_only_with_from_is_a_graph_error_not_a_value_error():
+    with pytest.raises(GraphError, match="--only and --from cannot be used together"):
+        diamond().order("deploy", only=["init"], start_from="binaries")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shlex
 import subprocess
@@ -452,17 +453,29 @@ def fake_curl(tmp: Path, script_body: str | None) -> dict:
 
 def test_online_install_downloads_the_script_then_runs_it_as_rpm_on_rhel(tmp_path):
     report = 'printf "%s|%s|%s\\n" "$INSTALL_RKE2_VERSION" "$INSTALL_RKE2_METHOD" "$INSTALL_RKE2_TYPE"'
-    env = fake_curl(tmp_path, report + ' > "$HOME/installed"\n')
+    body = report + ' > "$HOME/installed"\n'
+    env = fake_curl(tmp_path, body)
+    digest = hashlib.sha256(body.encode()).hexdigest()      # this test's script is the pinned one
     for version, family, method, kind in (("v1.35.7+rke2r1", "rhel", "rpm", "server"),
                                           ("v1.29.15+rke2r1", "rhel", "tar", "agent"),
                                           ("v1.29.15+rke2r1", "debian", "", "server")):
-        command = rhel.install_command(version, family, rhel_major=10, node_type=kind)
+        command = rhel.install_command(version, family, rhel_major=10, node_type=kind, script_sha256=digest)
         subprocess.run(["sh", "-c", command], env=env, check=True, timeout=10)
         assert (tmp_path / "installed").read_text() == f"{version}|{method}|{kind}\n"
         script = Path((tmp_path / "script-path").read_text().strip())
         assert script.parent == tmp_path and not script.exists()     # a fresh mktemp file, removed after
     with pytest.raises(InputError):
         rhel.install_command("v1.29.15+rke2r1; reboot", "rhel")
+
+
+def test_online_install_never_runs_a_script_whose_sha256_is_not_the_pinned_one(tmp_path):
+    env = fake_curl(tmp_path, 'touch "$HOME/ran"\n')
+    result = subprocess.run(["sh", "-c", rhel.install_command("v1.29.15+rke2r1", "rhel")], env=env,
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1 and "sha256 differs from the pinned one" in result.stderr
+    assert not (tmp_path / "ran").exists()
+    assert not Path((tmp_path / "script-path").read_text().strip()).exists()
+    assert versions.RKE2_INSTALL_SCRIPT_COMMIT in rhel.INSTALL_SCRIPT_URL
 
 
 def test_online_install_fails_when_the_download_fails(tmp_path):

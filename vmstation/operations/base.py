@@ -42,6 +42,7 @@ class Step:
     local_writes: tuple[LocalWrite, ...] = ()
     capture: str | None = None       # name under which this step's output is kept for later phases
     secret: bool = False             # never show content, diff or output
+    deadline: float | None = None    # seconds each of its commands may run (None: the run's default, 300 s)
 
     @property
     def runs_remotely(self) -> bool:

@@ -18,6 +18,7 @@ class Command(Operation):
     unless: str | None = None
     onlyif: str | None = None
     when_changed: tuple[str, ...] = ()  # run only if one of these labels changed in this phase
+    deadline: float | None = None       # seconds it may run when longer than the run's default (kubeadm init)
 
     @property
     def label(self) -> str:
@@ -48,7 +49,7 @@ class Command(Operation):
             return Step(self.label, OK, "nothing it depends on changed")
         reason = (", ".join(triggers) + " changed") if triggers else \
             "guard says run" if self.probe(False) != "true" else "always"
-        return Step(self.label, CHANGE, reason, commands=(self.script,))
+        return Step(self.label, CHANGE, reason, commands=(self.script,), deadline=self.deadline)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Check(Operation):
     description: str
     capture: str | None = None
     secret: bool = False
+    deadline: float | None = None
 
     @property
     def label(self) -> str:
@@ -66,7 +68,7 @@ class Check(Operation):
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         return Step(self.label, CHECK, self.description, commands=(self.script,), capture=self.capture,
-                    secret=self.secret)
+                    secret=self.secret, deadline=self.deadline)
 
 
 def wait_until(test: str, description: str, timeout: int = 300, interval: int = 5, show: str = "") -> Check:
@@ -77,7 +79,8 @@ def wait_until(test: str, description: str, timeout: int = 300, interval: int = 
               f"if [ $(date +%s) -ge $vms_end ]; then echo {timed_out} >&2; "
               f"{show + ' >&2;' if show else ''} exit 1; fi; "
               f"{show + ';' if show else ''} sleep {int(interval)}; done")
-    return Check(script, f"wait for {description} (up to {timeout}s)")
+    # the executor's deadline is the wait's own bound plus room for one last try
+    return Check(script, f"wait for {description} (up to {timeout}s)", deadline=timeout + 2 * interval + 60)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ class Edit(Operation):
         if current is None:
             return Step(self.label, OK, "file absent: nothing to edit")
         old = current.content or b""
-        new = self.transform(old.decode()).encode()
+        # bytes that are not UTF-8 (a Latin-1 comment) pass through the transform unchanged, never raise
+        new = self.transform(old.decode(errors="surrogateescape")).encode(errors="surrogateescape")
         if new == old:
             return Step(self.label, OK, "already so")
         upload = Upload(self.path, new, current.mode, current.owner, current.group)

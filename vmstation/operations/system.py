@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from vmstation.operations.base import CHANGE, OK, SKIP, Operation, Step, sh
 
+PACKAGE_DEADLINE = 1800.0   # seconds an install may take: downloads over a slow link, apt's own lock waits
+
+
 @dataclass(frozen=True)
 class Package(Operation):
     """Packages installed (at a version when given), optionally held at it (apt-mark hold)."""
@@ -40,7 +43,7 @@ class Package(Operation):
         if not commands:
             return Step(self.label, OK, "installed" + (" and held" if self.hold else ""))
         reason = f"missing: {', '.join(missing)}" if missing else "not held"
-        return Step(self.label, CHANGE, reason, commands=tuple(commands))
+        return Step(self.label, CHANGE, reason, commands=tuple(commands), deadline=PACKAGE_DEADLINE)
 
     def _install(self, names: list[str]) -> str:
         spec = [f"{n}={self.version}" if self.version and self.manager == "apt" else
@@ -60,7 +63,7 @@ class Service(Operation):
 
     name: str
     enabled: bool = True
-    running: bool = True
+    running: bool | None = True       # None: leave it as it is (kubelet: kubeadm starts it, later runs keep it)
     restart_on: tuple[str, ...] = ()  # labels of operations in the same phase
     daemon_reload: bool = False
 
@@ -87,7 +90,7 @@ class Service(Operation):
         elif self.running and triggers:
             commands.append(sh("systemctl restart {}", self.name))
             reasons.append("restart: " + ", ".join(triggers) + " changed")
-        if not self.running and active_state == "active":
+        if self.running is False and active_state == "active":
             commands.append(sh("systemctl stop {}", self.name))
             reasons.append("was active")
         if not commands or commands == ["systemctl daemon-reload"]:

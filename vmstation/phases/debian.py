@@ -27,9 +27,11 @@ from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, InventoryError, Unsupported
+from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.operations import (Check, Command, Directory, Edit, File, KernelModule, Notice, Package, Service,
                                   Sysctl, sh, wait_until)
+from vmstation.values import inside
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
@@ -285,7 +287,8 @@ def _kube_binaries_from_artifacts(ctx: HostContext):
     dropin = File("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", ctx.render("kubernetes/10-kubeadm.conf.j2"))
     yield unit
     yield dropin
-    yield Service("kubelet", running=False, daemon_reload=True)
+    # not started here (kubeadm init/join starts it), and never stopped: a second run must leave it running
+    yield Service("kubelet", running=None, daemon_reload=True)
 
 
 # -- 4. control plane -------------------------------------------------------------------------------------
@@ -375,8 +378,9 @@ def jellyfin_storage(ctx: HostContext):
 def kubeconfig(ctx: HostContext):
     from vmstation.operations import Fetch
 
-    destination = ctx.run.artifacts_dir / ctx.cluster.name / "admin.conf"
-    yield Fetch(ADMIN_CONF, str(destination))
+    destination = inside(ctx.run.artifacts_dir, ctx.cluster.name, "admin.conf")
+    host = ctx.host.name
+    yield Fetch(ADMIN_CONF, str(destination), transform=lambda content: check_kubeconfig(content, host, ADMIN_CONF))
 
 
 def _applied(ctx: HostContext, name: str, manifest: str):

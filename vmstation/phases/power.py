@@ -167,6 +167,12 @@ def debian_power(ctx: HostContext):
         yield from _worker_wake_on_lan(ctx)
 
 
+def _jellyfin_key_reference(inventory, host) -> tuple[str, ...]:
+    """What debian.power reads from the vault: the Jellyfin key it places on the control plane."""
+    key = inventory.power.jellyfin_api_key
+    return (key,) if key and host.has_role("control-plane") else ()
+
+
 def _worker_wake_on_lan(ctx: HostContext):
     yield Package(("ethtool",), manager="dnf" if ctx.host.os_family == "rhel" else "apt")
     if ctx.host.mac:
@@ -188,7 +194,7 @@ def _scheduled_check(ctx: HostContext):
     power = ctx.inventory.power
     yield File(IDLE_CONFIG, idle_config_json(ctx.inventory))
     if power.jellyfin_api_key:
-        key = "" if ctx.run.offline else ctx.run.secret(power.jellyfin_api_key).reveal()
+        key = "" if ctx.run.secrets is None else ctx.run.secret(power.jellyfin_api_key).reveal()
         yield File(JELLYFIN_KEY_FILE, key + "\n", mode="0600", secret=True)
     workers = sleepers(ctx.inventory)
     commands = [power_event("sleep-start", workers)]
@@ -356,7 +362,7 @@ def _url_host(address: str) -> str:
 PHASES = [
     Phase("power.tools", "vmstation's power modules on the control plane", control_planes, power_tools),
     Phase("debian.power", "Wake-on-LAN armed for good, the scheduled idle check", kubeadm_hosts, debian_power,
-          needs=("power.tools",)),
+          needs=("power.tools",), secrets=lambda inventory, host: _jellyfin_key_reference(inventory, host)),
     Phase("sleep.check", "idle policy: may the workers sleep?", control_planes, sleep_check,
           needs=("power.tools",), volatile=True),
     Phase("sleep.drain", "cordon, drain, scale down (recorded for wake)", control_planes, sleep_drain,

@@ -29,22 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmstation import rhel, support, versions
-from vmstation.artifacts import verified_files
+from vmstation.artifacts import check_pinned, verified_files
 from vmstation.config_checks import check_manifests
 from vmstation.context import HostContext
 from vmstation.errors import HostError, InputError, InventoryError, Unsupported
+from vmstation.fetched import check_kubeconfig
 from vmstation.graph import Phase, Target, hosts_of_kind
 from vmstation.rke2_topology import cluster_token, first_server, first_servers, joining_nodes, node_type
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, Command, Directory, Fetch, File, KernelModule,
                                   LocalWrite, Notice, Operation, Package, Service, Step, Sysctl, line, sh,
                                   wait_until)
 from vmstation.rke2_checks import check_rke2_config
+from vmstation.values import inside
 
 KUBECTL = f"{rhel.RKE2_KUBECTL} --kubeconfig {rhel.RKE2_KUBECONFIG}"
 AUTO_DEPLOY_DIR = "/var/lib/rancher/rke2/server/manifests"
 REMOTE_ARTIFACTS = "/var/lib/vmstation/artifacts/rke2"
 AIRGAP_FILES = ("install.sh", "rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst", "sha256sum-amd64.txt")
-CHECKSUMMED = ["rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst"]   # install.sh is not in the sums
+CHECKSUMMED = ["rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst"]   # install.sh: pinned in versions
 NM_CONF = "/etc/NetworkManager/conf.d/rke2-canal.conf"
 NM_CLOUD_SETUP = "/usr/lib/systemd/system/nm-cloud-setup.service"
 JOURNAL_LINES = 2000
@@ -246,8 +248,25 @@ def airgap_files(ctx: HostContext) -> dict[str, bytes]:
                           f"artifacts_dir {base} (get them from the RKE2 release page and get.rke2.io)")
     files = verified_files(ctx.host.name, base, CHECKSUMMED, f"RKE2 {ctx.cluster.version} release files")
     files.update({name: (base / name).read_bytes() for name in ("install.sh", "sha256sum-amd64.txt")})
-    files.update({path.name: path.read_bytes() for path in sorted(base.glob("rke2-selinux-*.rpm"))})
+    check_pinned(ctx.host.name, base / "install.sh", files["install.sh"], versions.RKE2_INSTALL_SCRIPTS,
+                 "RKE2 install.sh")
+    for path in sorted(base.glob("rke2-selinux-*.rpm")):
+        files[path.name] = path.read_bytes()
+        check_pinned(ctx.host.name, path, files[path.name], selinux_rpm_pins(base, path.name), "rke2-selinux RPM",
+                     "vmstation/versions.py, or the release's sha256sum-*-noarch.txt in artifacts_dir")
     return files
+
+
+def selinux_rpm_pins(base: Path, name: str) -> dict[str, str]:
+    """Accepted digests of the RPM ``name``: pinned in versions.py, or listed in the checksum file that
+    rke2-selinux's release publishes beside its RPMs (``sha256sum-<os>-noarch.txt``), like the tarballs'."""
+    pins = {digest: "versions.RKE2_SELINUX_RPMS" for rpm, digest in versions.RKE2_SELINUX_RPMS.items() if rpm == name}
+    for sums in sorted(base.glob("sha256sum-*-noarch.txt")):
+        for raw in sums.read_text(errors="replace").splitlines():
+            parts = raw.split()
+            if len(parts) == 2 and Path(parts[1].lstrip("*")).name == name:
+                pins[parts[0].lower()] = sums.name
+    return pins
 
 
 def _selinux_policy_rpm(ctx: HostContext, files: dict[str, bytes]):
@@ -371,7 +390,7 @@ def monitoring(ctx: HostContext):
 
 
 def artifacts(ctx: HostContext):
-    local = ctx.run.artifacts_dir / ctx.host.name
+    local = inside(ctx.run.artifacts_dir, ctx.host.name)
     service = rhel.RKE2_SERVICES[node_type(ctx.host)]
     if ctx.host.has_role("server"):         # agents have no kubeconfig
         yield Fetch(rhel.RKE2_KUBECONFIG, str(local / "rke2.yaml"), transform=_kubeconfig_for(ctx.host))
@@ -387,6 +406,7 @@ def without_token(content: bytes) -> bytes:
 
 def _kubeconfig_for(host):
     def transform(content: bytes) -> bytes:
+        check_kubeconfig(content, host.name, rhel.RKE2_KUBECONFIG)      # no exec plugin reaches this machine
         try:
             return rhel.rewrite_kubeconfig(content.decode(errors="replace"), host.address).encode()
         except InputError as exc:

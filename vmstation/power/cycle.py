@@ -16,19 +16,18 @@ Exit codes: 0 done, 1 a host failed or did not answer, 2 bad input, 3 cannot run
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 
 from vmstation.errors import InputError, InventoryError
 from vmstation.transport import ssh_answers
+from vmstation.values import interface_name
 
 STAY_AWAKE = 4
 DOWN_TIMEOUT = 180.0
 PROGRESS_EVERY = 10.0
 POLL = 0.25
-_INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 def wake(session, hosts=(), from_here: bool = False, interface: str | None = None, timeout: float = 600,
@@ -39,8 +38,11 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
 
     inventory = load_inventory(session)
     targets = choose_wake_targets(inventory, hosts, from_here)
-    if interface is not None and not _INTERFACE.match(interface):
-        raise InputError(f"--interface {interface!r}: not a network interface name")
+    if interface is not None:
+        try:
+            interface_name(interface)          # the inventory's rule (Linux's, narrowed to what renders safely)
+        except ValueError:
+            raise InputError(f"--interface {interface!r}: not a network interface name") from None
     values = {power.WAKE_HOSTS: tuple(h.name for h in targets), power.WAKE_INTERFACE: interface}
     if plan:
         return _plan_wake(session, inventory, targets, from_here, interface, timeout, values)

@@ -10,11 +10,14 @@ stay awake.
 
 Standard library only (urllib): this runs on masternode from the scheduled check.
 The API key travels in the ``Authorization: MediaBrowser Token="..."`` header and
-never appears in a message, a repr or a URL.
+never appears in a message, a repr or a URL. It goes only to the configured origin:
+redirects are not followed, proxies from the environment (http_proxy, ...) are not
+used, and the network guard checks the address of every connection opened.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -101,7 +104,7 @@ class JellyfinClient:
             headers["Authorization"] = f'MediaBrowser Token="{self._api_key}"'
         request = urllib.request.Request(self.url + path, headers=headers, method="GET")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _opener().open(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise HostError(self._host, _http_message(self.url, path, exc.code)) from exc
@@ -170,6 +173,53 @@ def _base_url(url: str) -> str:
 
 
 def _http_message(url: str, path: str, status: int) -> str:
+    if 300 <= status < 400:
+        return (f"Jellyfin at {url}: {path} answered HTTP {status} (a redirect): not followed, the API key "
+                "goes only to the configured URL")
     if status in (401, 403):
         return f"Jellyfin at {url}: {path} refused the API key (HTTP {status})"
     return f"Jellyfin at {url}: {path} answered HTTP {status}"
+
+
+# --- HTTP: the configured origin only ------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is: following it would send the key elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def _guarded_create_connection(address, timeout=None, source_address=None):
+    from vmstation.netguard import guarded_connection
+
+    return guarded_connection(address[0], address[1], timeout)
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_create_connection
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_create_connection
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_GuardedHTTPConnection, req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_GuardedHTTPSConnection, req, context=self._context)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib without environment proxies, without redirects, with the guard on every connection."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect(), _GuardedHTTPHandler(),
+                                       _GuardedHTTPSHandler())

@@ -23,6 +23,7 @@ import shlex
 import socket
 from dataclasses import dataclass
 
+from vmstation import netguard  # here, not in send_udp: a sender that dropped privileges may not read it later
 from vmstation.errors import HostError, InputError, Unsupported
 from vmstation.inventory import parse_mac as normalise
 
@@ -101,10 +102,16 @@ def magic_packet(mac: str | bytes, secureon: str | bytes | None = None) -> bytes
 def send_raw(mac: str | bytes, interface: str, secureon: str | bytes | None = None) -> None:
     """Send the magic packet as a broadcast Ethernet frame (EtherType 0x0842) on ``interface``.
 
-    Needs root or CAP_NET_RAW. scapy is imported here, not at module import, because
-    it takes about a second to load and the UDP path never needs it.
+    Needs root or CAP_NET_RAW. With VMSTATION_ALLOWED_NETWORKS set, the frame leaves only by an
+    interface whose addresses lie inside those networks (netguard). scapy is imported here, not at
+    module import, because it takes about a second to load and the UDP path never needs it.
     """
+    from vmstation.netguard import interface_refusal
+
     payload = magic_packet(mac, secureon)
+    refused = interface_refusal(interface)
+    if refused:
+        raise InputError(f"Wake-on-LAN raw frame: {refused}")
     try:
         from scapy.layers.l2 import Ether
         from scapy.packet import Raw
@@ -128,12 +135,10 @@ def send_udp(
     secureon: str | bytes | None = None,
 ) -> None:
     """Send the magic packet as one UDP datagram to ``broadcast:port``, bound to ``interface`` when named."""
-    from vmstation.netguard import refusal
-
     payload = magic_packet(mac, secureon)
     address = _ipv4(broadcast)
     _check_port(port)
-    refused = refusal(address)
+    refused = netguard.refusal(address)
     if refused:
         raise InputError(f"Wake-on-LAN broadcast {refused}")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
