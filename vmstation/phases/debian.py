@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmstation import support, versions
+from vmstation import dashboards, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
@@ -41,7 +41,8 @@ KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 KUBE_BINARIES = ("kubeadm", "kubelet", "kubectl")
 SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
            "net.ipv4.ip_forward": "1"}
-APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana", "jellyfin")
+APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana-dashboards",
+        "grafana", "jellyfin")
 READY_COLUMNS = ('{range .items[*]}{.metadata.name}{" Ready="}{.status.conditions[?(@.type=="Ready")].status}'
                  '{" "}{.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}')
 PLAN_JOIN = {"token": "planpl.aceholder0000000", "ca_cert_hash": "sha256:" + "0" * 64}
@@ -364,8 +365,10 @@ def apps(ctx: HostContext):
     yield from _applied(ctx, f"app-{namespaces}", ctx.render(f"apps/{namespaces}.yaml.j2"))
     yield Command(_grafana_secret_script(), "create the Grafana admin Secret (random password, kept in the cluster)",
                   unless=f"{KUBECTL} -n monitoring get secret grafana-admin")
+    boards = dashboards.provisioned(ctx.inventory, ctx.cluster)
     for name in others:
-        yield from _applied(ctx, f"app-{name}", ctx.render(f"apps/{name}.yaml.j2"))
+        extra = {"dashboards": boards} if name.startswith("grafana") else {}
+        yield from _applied(ctx, f"app-{name}", ctx.render(f"apps/{name}.yaml.j2", **extra))
 
 
 def jellyfin_storage(ctx: HostContext):

@@ -60,6 +60,7 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         _echo(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
+    values[power.WAKE_SECONDS] = {name: seconds for name, seconds in awake.items() if seconds is not None}
     result, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), values=values)
     _echo(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code
