@@ -77,7 +77,8 @@ def test_sleep_plan_cordons_drains_scales_then_powers_off_the_worker_only(homela
     outcomes = plan_outcomes(inventory, secrets, "sleep", {})
     drain = next(o for o in outcomes if o.phase == "sleep.drain")
     labels = [s.label for s in drain.steps]
-    assert labels == ["kubectl: record replica counts and cordons in /var/lib/vmstation/sleep-state.json",
+    assert labels == ["run record the sleep's start for the dashboards",
+                      "kubectl: record replica counts and cordons in /var/lib/vmstation/sleep-state.json",
                       "kubectl: cordon storagenodet3500",
                       "kubectl: drain storagenodet3500 (DaemonSets stay, up to 300s)",
                       "kubectl: scale down the recorded Deployments and StatefulSets"]
