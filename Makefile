@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := openssh-server iproute2 procps sudo systemd-container mmdebstrap prometheus containerd systemd
+APT_PACKAGES := openssh-server iproute2 procps sudo systemd-container mmdebstrap prometheus prometheus-node-exporter containerd systemd
 
 .PHONY: test unit deps venv test-vagrant check-vagrant demo demo-down bench lint transcript
 
@@ -20,7 +20,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The real test hosts need a few Debian packages (root only; skipped tests say so otherwise).
-# prometheus and containerd only lend their tools (promtool, containerd config dump) to the config tests.
+# prometheus and containerd lend their tools (promtool, containerd config dump) to the config tests; prometheus and
+# prometheus-node-exporter also run on loopback for the dashboard tests (their services are not started).
 deps:
 	bash tests/install-packages.sh $(APT_PACKAGES)
 

@@ -39,6 +39,7 @@ class RunContext:
     today: date | None = None                 # the date support notices are judged on (None: today)
     wake_hosts: tuple[str, ...] | None = None  # `vmstation wake HOST...` (None: every wake candidate)
     wake_interface: str | None = None         # `vmstation wake --interface`, over the inventory's wol_interface
+    wake_seconds: dict[str, float] | None = None   # host -> seconds from magic packet to SSH, measured by wake
     backup_stamp: str = "(stamp)"             # names this run's etcd snapshots (`vmstation backup`, before changes)
     upgrade_to: str | None = None             # the version one upgrade step goes to (`vmstation upgrade`)
     # What Checks captured, by capture name (``Capture`` handles; read with ``captured``).

@@ -17,11 +17,11 @@ import base64
 import binascii
 import fcntl
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from vmstation.atomic import write_atomically
 from vmstation.errors import InputError
 
 _NEW_FILE_MODE = 0o600
@@ -117,15 +117,5 @@ def _directory_lock(directory: Path) -> Iterator[None]:
 
 
 def _replace(target: Path, data: bytes) -> None:
-    mode = target.stat().st_mode & 0o777 if target.exists() else _NEW_FILE_MODE
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """The one atomic write, keeping the file's mode (a new file gets _NEW_FILE_MODE)."""
+    write_atomically(target, data, target.stat().st_mode & 0o777 if target.exists() else _NEW_FILE_MODE)

@@ -118,7 +118,16 @@ def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = No
     """
     rows = [("phase", "host", "status", "changed", "seconds", "note")]
     said: dict[str, str] = {}
+    blocked = _blocked_by_host(outcomes)
     for o in outcomes:
+        if o.status == "blocked" and o.host in said:
+            if o is not blocked[o.host][0]:
+                continue            # counted on the host's first blocked row
+            phases = blocked[o.host]
+            if len(phases) > 1:
+                rows.append((f"{o.phase} and {len(phases) - 1} more", o.host, STATUS_WORDS["blocked"], "0", "0.0",
+                             "by the failure above: " + ", ".join(b.phase for b in phases)))
+                continue
         note = _note(o, said)
         rows.append((o.phase, o.host, STATUS_WORDS.get(o.status, o.status), str(o.changed), f"{o.seconds:.1f}",
                      note))
@@ -132,6 +141,15 @@ def format_summary(outcomes: list[PhaseOutcome], inventory_path: str | None = No
                  + (f"; the plan has {planned} changes to make" if planned else ""))
     lines += unknown_host_keys(outcomes, inventory_path)
     return terminal_safe("\n".join(line.rstrip() for line in lines) + "\n")
+
+
+def _blocked_by_host(outcomes: list[PhaseOutcome]) -> dict[str, list[PhaseOutcome]]:
+    """Each host's blocked outcomes, in order: after a host's failure they are counted, not repeated."""
+    found: dict[str, list[PhaseOutcome]] = {}
+    for o in outcomes:
+        if o.status == "blocked":
+            found.setdefault(o.host, []).append(o)
+    return found
 
 
 def _note(outcome: PhaseOutcome, said: dict[str, str]) -> str:
@@ -253,6 +271,7 @@ class LineProgress:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.said: dict[str, str] = {}
+        self.blocked: dict[str, int] = {}
 
     def __call__(self, event: str, data: dict) -> None:
         if event == "run":
@@ -261,6 +280,11 @@ class LineProgress:
             self.stream.write(f"-- {data['phase']}: {data['title']} ({len(data['hosts'])} hosts)\n")
         elif event == "outcome":
             o: PhaseOutcome = data["outcome"]
+            if o.status == "blocked" and o.host in self.blocked:
+                self.blocked[o.host] += 1         # told once per host; the summary counts them all
+                return
+            if o.status == "blocked" and o.host in self.said:
+                self.blocked[o.host] = 1
             note = _note(o, self.said)
             note = f": {terminal_safe(note)}" if note else ""
             self.stream.write(f"   {o.host:<20} {STATUS_WORDS.get(o.status, o.status)}"

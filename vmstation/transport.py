@@ -286,13 +286,10 @@ class HostConnection:
         It sits in the home rather than beside the targets because a sudo user cannot write to /etc over
         SFTP; the placing script copies each file beside its target before renaming it over the target.
         """
+        base = self.staging_base()
         with _session_errors(self.host):
             sftp = self.sftp()
-            try:
-                sftp.mkdir(".vmstation-staging", 0o700)
-            except OSError:
-                pass  # already there
-            path = f".vmstation-staging/{self.host.name}-{uuid.uuid4().hex[:12]}"
+            path = f"{base}/{self.host.name}-{uuid.uuid4().hex[:12]}"
             sftp.mkdir(path, 0o700)
             return sftp.normalize(path)
 

@@ -45,7 +45,7 @@ def vmstation(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_sleep_then_wake_from_masternode(boxes, box_inventory, worker_is_restarted):
+def test_sleep_then_wake_from_masternode(boxes, box_inventory, worker_is_restarted, open_ssh):
     slept = vmstation("sleep", "--force", "--inventory", str(box_inventory))
     assert slept.exit_code == 0, slept.output
     assert re.search(rf"^{WORKER}: asleep \(shutdown\) after \d+\.\d s$", slept.output, re.M), slept.output
@@ -63,6 +63,17 @@ def test_sleep_then_wake_from_masternode(boxes, box_inventory, worker_is_restart
     assert boxes.is_running(WORKER)
     assert "skipped kubectl: wait for node storagenodet3500 Ready" in woke.output
     assert "cluster rejoin not checked: 3 kubectl steps skipped (reasons above)" in woke.output
+
+    # What the dashboards read: masternode's textfile, written by the engine's sleep and wake.
+    master = open_ssh(boxes["masternode"].address, boxes.known_hosts, boxes.client_key)
+    textfile = _remote(master, "cat /var/lib/prometheus/node-exporter/vmstation_power.prom")
+    assert f'vmstation_power_state{{worker="{WORKER}"}} 0' in textfile, textfile
+    seconds = float(re.search(rf"^{WORKER}\s+awake: SSH answered (\d+\.\d) s", woke.output, re.M).group(1))
+    recorded = float(re.search(rf'^vmstation_power_wake_duration_seconds{{worker="{WORKER}"}} (\S+)$', textfile,
+                               re.M).group(1))
+    assert recorded == seconds
+    for family in ("sleep_start", "sleep_end", "wake_start", "wake_end"):
+        assert f'vmstation_power_{family}_timestamp_seconds{{worker="{WORKER}"}}' in textfile
 
 
 def test_sleep_check_runs_the_policy_on_masternode_and_stays_awake_when_unsure(boxes, box_inventory):

@@ -26,8 +26,22 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("git") is None
 # The developer's venv has vmstation installed in editable mode from their own (readable) checkout; a lazy
 # import that the clone cannot answer would quietly fall back to it. A fresh clone's venv has no such
 # fallback: neither has the clone once this runs at start-up (the cases' PYTHONPATH is the clone).
-ONLY_THE_CLONE = """import sys
+# setup.cfg's package_dir (vmstation.template_files = templates) is mapped for the clone as an install maps it.
+ONLY_THE_CLONE = """import importlib.util, os, sys
 sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+
+
+class _PackageDir:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "vmstation.template_files":
+            return None
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+        return importlib.util.spec_from_file_location(name, os.path.join(root, "__init__.py"),
+                                                      submodule_search_locations=[root])
+
+
+sys.meta_path.append(_PackageDir)
 """
 
 

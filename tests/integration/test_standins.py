@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from vmstation import versions
 from vmstation.app import Session, run_target
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
@@ -68,7 +69,7 @@ def inventory(standin_boxes, tmp_path_factory) -> Path:
     path = standin_boxes.write_inventory(
         workdir / "hosts.toml", host_extra={CONTROL: {"always_on": True}, WORKER: {"media_path": "/srv/media"}},
         cluster_extra={"debian": {"artifacts_dir": str(workdir / "artifacts")},
-                       "rke2": {"artifacts_dir": str(release)}})
+                       "rke2": {"artifacts_dir": str(release), "selinux": False}})   # Debian boxes: no SELinux
     (standin_boxes[WORKER].root / "srv/media").mkdir(parents=True, exist_ok=True)
     cue(standin_boxes, CONTROL, "nodes", f"{CONTROL} {WORKER}")
     return path
@@ -97,6 +98,9 @@ def deploy(inventory: Path, monkeypatch, **options):
 
 
 def deploy_rke2(inventory: Path, monkeypatch, **options):
+    # Air-gapped install.sh files must be pinned in versions.py: pin the stand-in for this run only.
+    stand_in = hashlib.sha256((STANDINS / "rke2-install.sh").read_bytes()).hexdigest()
+    monkeypatch.setitem(versions.RKE2_INSTALL_SCRIPTS, stand_in, "the tests' stand-in install.sh (not RKE2)")
     monkeypatch.setenv("VMSTATION_VAULT_PASSWORD", "")
     monkeypatch.delenv("VMSTATION_STATE_DIR", raising=False)
     return run_target(Session(inventory_path=str(inventory)), "deploy-rke2", only=RKE2_PHASES_2_TO_6,
@@ -215,4 +219,4 @@ def test_rke2_phases_2_to_6_finish_and_a_second_run_changes_nothing(standin_boxe
     assert second.exit_code == 0 and second.changed == 0
     install = phase_outcome(second, "rke2.install")
     assert [s.reason for s in install.steps if s.label.startswith("install RKE2")] == \
-        ["rke2 v1.29.15+rke2r1 installed"]
+        [f"rke2 {versions.RKE2} installed"]

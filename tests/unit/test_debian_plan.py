@@ -10,20 +10,17 @@ tests/unit/snapshots/ (VMSTATION_UPDATE_SNAPSHOTS=1 rewrites them).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
 from vmstation.context import HostContext, RunContext
-from vmstation.execute import PhaseOutcome, decide_steps
 from vmstation.offline import assumed_facts
 from vmstation.operations import CHANGE, Check, Directory, Fetch, File, Service
 from vmstation.phases import debian
-from vmstation.report import format_plan
 from vmstation.targets import build_graph
+from tests.unit.plans import assert_snapshot, decided, plan_text
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
 PHASES_4_TO_8 = ("debian.kubeadm-config", "debian.control-plane-init", "debian.worker-join", "debian.flannel",
                  "debian.nodes-ready", "debian.apps", "debian.kubeconfig")
 BOX_ADDRESSES = {"masternode": "10.77.2.2", "storagenodet3500": "10.77.2.3", "homelab": "10.77.2.4"}
@@ -49,26 +46,19 @@ def box_inventory(homelab):
 def plan_of(inventory, tmp_path: Path) -> str:
     graph = build_graph()
     run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts")
-    outcomes = []
-    for name in PHASES_4_TO_8:
-        phase = graph.phases[name]
-        for host in phase.select(inventory):
-            ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("debian"))
-            operations = list(phase.operations(ctx))
-            steps = decide_steps(operations, [fresh_fact(o) for o in operations])
-            outcomes.append(PhaseOutcome(name, host.name, "planned", steps))
-    return format_plan(outcomes).replace(str(tmp_path), "<tmp>")
+    return plan_text((decided(graph.phases[name], HostContext(run_ctx, host, None,
+                                                              facts_source=lambda: assumed_facts("debian")),
+                              fresh_fact)
+                      for name in PHASES_4_TO_8 for host in graph.phases[name].select(inventory)), tmp_path)
 
 
-@pytest.mark.parametrize("which", ["homelab", "boxes"])
-def test_commands_of_phases_4_to_8_match_their_snapshot(homelab, tmp_path, which):
-    inventory = homelab if which == "homelab" else box_inventory(homelab)
-    text = plan_of(inventory, tmp_path)
-    path = SNAPSHOTS / f"debian_phases_4_to_8_{which}.txt"
-    if os.environ.get("VMSTATION_UPDATE_SNAPSHOTS") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run with VMSTATION_UPDATE_SNAPSHOTS=1 to write it"
-    assert text == path.read_text(), f"plan differs from {path} (VMSTATION_UPDATE_SNAPSHOTS=1 rewrites it)"
+def test_commands_of_phases_4_to_8_match_their_snapshot(homelab, tmp_path):
+    assert_snapshot("debian_phases_4_to_8_homelab", plan_of(homelab, tmp_path))
+
+
+def test_the_box_inventory_differs_from_the_homelab_only_in_addresses_and_interfaces(homelab, tmp_path):
+    assert_snapshot("debian_phases_4_to_8_boxes", plan_of(box_inventory(homelab), tmp_path),
+                    base="debian_phases_4_to_8_homelab")
 
 
 def test_the_plan_runs_kubeadm_with_the_rendered_config_and_never_shows_the_token(homelab, tmp_path):

@@ -3,6 +3,7 @@ precedence of ssh_config (item 3) as pure logic: hosts.toml, then ssh_config, th
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from vmstation.errors import ConnectError
 from vmstation.execute import PhaseOutcome
 from vmstation.inventory import load_text
 from vmstation.operations import File
-from vmstation.report import BRIEF_OVER_LINES, format_plan, format_summary, to_json
+from vmstation.report import BRIEF_OVER_LINES, LineProgress, format_plan, format_summary, to_json
 
 NOTHING: frozenset[str] = frozenset()
 
@@ -144,10 +145,31 @@ def test_verify_results_are_drawn_by_the_report_at_the_edge():
     from vmstation.verify import UNREACHABLE, CheckResult
 
     text = format_checks([CheckResult("masternode", "debian.system-prep", "no swap in use", True),
-                          CheckResult("storagenodet3500", "debian.cni-plugins", "bridge plugin", False, "absent\x1b[2J"),
+                          CheckResult("storagenodet3500", "debian.cni-plugins", "bridge plugin", False,
+                                      "absent\x1b[2J"),
                           CheckResult("homelab", "", UNREACHABLE, False, "connection refused")])
     assert text.splitlines() == [
         "ok   masternode         debian.system-prep         no swap in use",
         "FAIL storagenodet3500   debian.cni-plugins         bridge plugin  (absent\\x1b[2J)",
         "homelab: cannot check: connection refused",
         "2 failed"]
+
+
+def test_blocked_phases_after_a_failure_are_one_row_per_host_with_their_count():
+    outcomes = [PhaseOutcome("p1", "worker", "failed", message="cannot reach 10.77.5.3:22: timed out"),
+                *[PhaseOutcome(f"p{i}", "worker", "blocked", message=f"needs p{i - 1}, which did not finish on worker")
+                  for i in range(2, 6)],
+                PhaseOutcome("p1", "masternode", "ok")]
+    lines = format_summary(outcomes).splitlines()
+    blocked_rows = [line for line in lines if " blocked " in line]
+    assert len(blocked_rows) == 1
+    assert blocked_rows[0].startswith("p2 and 3 more") and blocked_rows[0].endswith(
+        "by the failure above: p2, p3, p4, p5")
+    assert lines[-1] == "0 changed, 1 failed, 4 blocked, 0 cannot run here"
+
+    progress = io.StringIO()
+    line_progress = LineProgress(progress)
+    for outcome in outcomes:
+        line_progress("outcome", {"outcome": outcome})
+    told = progress.getvalue().splitlines()
+    assert len(told) == 3 and "blocked" in told[1] and told[1].endswith("by the failure above")

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.unit import plans
 from tests.unit.conftest import homelab_inventory
+from tests.unit.plans import assert_snapshot, decided
 from vmstation.cli import main as cli
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, InventoryError
-from vmstation.execute import PhaseOutcome, decide_steps
+from vmstation.execute import PhaseOutcome
 from vmstation.graph import Graph
 from vmstation.offline import assumed_facts
 from vmstation.operations import CHANGE, SKIP, File, Service
@@ -53,21 +55,21 @@ def homelab_with_vault(tmp_path: Path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target,values", [
-    ("sleep", {}),
-    ("sleep-check", {}),
-    ("wake", {}),
-    ("wake-named", {"wake_hosts": ("storagenodet3500",), "wake_interface": "eno1"}),
+@pytest.mark.parametrize("target,values,base", [
+    ("sleep", {}, None),
+    ("sleep-check", {}, None),
+    ("wake", {}, None),
+    ("wake-named", {"wake_hosts": ("storagenodet3500",), "wake_interface": "eno1"}, "power_wake"),
 ])
-def test_power_target_plan_matches_snapshot(homelab_with_vault, target, values):
+def test_power_target_plan_matches_snapshot(homelab_with_vault, target, values, base):
     inventory, secrets = homelab_with_vault
     text = plan_text(inventory, secrets, target.removesuffix("-named"), values)
-    assert_snapshot(f"power_{target.replace('-', '_')}.txt", text)
+    assert_snapshot(f"power_{target.replace('-', '_')}", text, base=base)
 
 
 def test_debian_power_plan_matches_snapshot(homelab_with_vault):
     inventory, secrets = homelab_with_vault
-    assert_snapshot("power_debian_power.txt", plan_text(inventory, secrets, "debian-power", {}))
+    assert_snapshot("power_debian_power", plan_text(inventory, secrets, "debian-power", {}))
 
 
 def test_sleep_plan_cordons_drains_scales_then_powers_off_the_worker_only(homelab_with_vault):
@@ -75,7 +77,8 @@ def test_sleep_plan_cordons_drains_scales_then_powers_off_the_worker_only(homela
     outcomes = plan_outcomes(inventory, secrets, "sleep", {})
     drain = next(o for o in outcomes if o.phase == "sleep.drain")
     labels = [s.label for s in drain.steps]
-    assert labels == ["kubectl: record replica counts and cordons in /var/lib/vmstation/sleep-state.json",
+    assert labels == ["run record the sleep's start for the dashboards",
+                      "kubectl: record replica counts and cordons in /var/lib/vmstation/sleep-state.json",
                       "kubectl: cordon storagenodet3500",
                       "kubectl: drain storagenodet3500 (DaemonSets stay, up to 300s)",
                       "kubectl: scale down the recorded Deployments and StatefulSets"]
@@ -318,7 +321,7 @@ def test_cli_malformed_mac_in_the_inventory_is_exit_2_naming_host_and_key(tmp_pa
 
 
 def plan_text(inventory, secrets, target: str, values: dict) -> str:
-    return format_plan(plan_outcomes(inventory, secrets, target, values))
+    return plans.plan_text(plan_outcomes(inventory, secrets, target, values))
 
 
 def plan_outcomes(inventory, secrets, target: str, values: dict) -> list[PhaseOutcome]:
@@ -330,9 +333,7 @@ def plan_outcomes(inventory, secrets, target: str, values: dict) -> list[PhaseOu
     for phase in phases:
         for host in phase.select(inventory):
             ctx = host_context(inventory, secrets, host, values)
-            operations = list(phase.operations(ctx))
-            answers = [FRESH_FACTS.get(type(operation), "") for operation in operations]
-            outcomes.append(PhaseOutcome(phase.name, host.name, "planned", decide_steps(operations, answers)))
+            outcomes.append(decided(phase, ctx, lambda operation: FRESH_FACTS.get(type(operation), "")))
     return outcomes
 
 
@@ -341,10 +342,3 @@ def host_context(inventory, secrets, host, values: dict) -> HostContext:
     return HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts(host.os_family or "debian"))
 
 
-def assert_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if os.environ.get("VMSTATION_UPDATE_SNAPSHOTS") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with VMSTATION_UPDATE_SNAPSHOTS=1 and review it"
-    assert text == path.read_text(), f"{name} differs from the plan: regenerate with VMSTATION_UPDATE_SNAPSHOTS=1"

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmstation import versions
+from tests.unit.conftest import homelab_inventory
+from vmstation import dashboards, versions
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.errors import TemplateError
 from vmstation.templates import TEMPLATE_DIR, render
 
 DEBIAN_DIRS = ("system", "containerd", "kubernetes", "kubeadm", "flannel", "apps")
 JOIN = {"token": "abcdef.0123456789abcdef", "ca_cert_hash": "sha256:" + "0f" * 32}
+BOARDS = dashboards.provisioned(homelab_inventory(), homelab_inventory().cluster("debian"))
 
 # template -> (host it is rendered for, extras). The control plane stands in for cluster-wide files.
 TEMPLATES = {
@@ -44,7 +46,8 @@ TEMPLATES = {
     "apps/namespaces.yaml.j2": ("masternode", {}),
     "apps/prometheus.yml.j2": ("masternode", {}),
     "apps/prometheus.yaml.j2": ("masternode", {}),
-    "apps/grafana.yaml.j2": ("masternode", {}),
+    "apps/grafana.yaml.j2": ("masternode", {"dashboards": BOARDS}),
+    "apps/grafana-dashboards.yaml.j2": ("masternode", {"dashboards": BOARDS}),
     "apps/loki.yml.j2": ("masternode", {}),
     "apps/loki.yaml.j2": ("masternode", {}),
     "apps/promtail.yml.j2": ("masternode", {}),
@@ -330,14 +333,14 @@ def test_containerd_1x_reads_systemd_cgroup_from_the_v2_config(homelab, tmp_path
 
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_passes_kubernetes_1_29_strict_schema(homelab, name):
-    assert check_manifests(render_for(homelab, name, "masternode"), "1.29.0") == []
+    assert check_manifests(render_for(homelab, name, "masternode", **TEMPLATES[name][1]), "1.29.0") == []
 
 
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_is_server_side_apply_friendly(homelab, name):
     """Named, namespaced where it must be, ports with an explicit protocol (SSA merge keys)."""
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
-    for document in docs(render_for(homelab, name, "masternode")):
+    for document in docs(render_for(homelab, name, "masternode", **TEMPLATES[name][1])):
         assert document["metadata"].get("name")
         assert ("namespace" in document["metadata"]) == (document["kind"] not in cluster_scoped)
         assert "status" not in document
@@ -348,7 +351,7 @@ def test_manifest_is_server_side_apply_friendly(homelab, name):
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_containers_use_pinned_images_and_have_requests_and_limits(homelab, name):
     pinned = {versions.FLANNEL_IMAGE, versions.FLANNEL_CNI_PLUGIN_IMAGE, *versions.IMAGES.values()}
-    for document in docs(render_for(homelab, name, "masternode")):
+    for document in docs(render_for(homelab, name, "masternode", **TEMPLATES[name][1])):
         for container in _containers(document):
             assert container["image"] in pinned
             assert container["resources"]["requests"] and container["resources"]["limits"]
@@ -491,7 +494,7 @@ def test_prometheus_runs_on_the_control_plane_behind_nodeport_30090(homelab):
 
 
 def test_grafana_provisions_datasources_and_reads_the_admin_secret(homelab):
-    text = render_for(homelab, "apps/grafana.yaml.j2", "masternode")
+    text = render_for(homelab, "apps/grafana.yaml.j2", "masternode", dashboards=BOARDS)
     documents = docs(text)
     provisioning = yaml.safe_load(find(documents, "ConfigMap", "grafana-datasources")["data"]["datasources.yaml"])
     urls = {d["type"]: d["url"] for d in provisioning["datasources"]}
@@ -624,6 +627,6 @@ def test_jellyfin_host_without_media_path_is_an_error(homelab):
 
 
 def test_every_image_in_the_manifests_comes_from_versions(homelab):
-    rendered = "".join(render_for(homelab, name, "masternode") for name in MANIFESTS)
+    rendered = "".join(render_for(homelab, name, "masternode", **TEMPLATES[name][1]) for name in MANIFESTS)
     images = set(re.findall(r'image: "([^"]+)"', rendered))
     assert images == {versions.FLANNEL_IMAGE, versions.FLANNEL_CNI_PLUGIN_IMAGE, *versions.IMAGES.values()}

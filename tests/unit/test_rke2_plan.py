@@ -24,13 +24,14 @@ import yaml
 from vmstation import facts as facts_mod, rhel, versions
 from vmstation.context import HostContext, RunContext
 from vmstation.errors import InputError, InventoryError, Unsupported
-from vmstation.execute import PhaseOutcome, decide_steps, apply
+from vmstation.execute import PhaseOutcome, apply
 from vmstation.facts import HostFacts, parse_os_release
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, WARN, Command, Directory, Edit, Fetch, File,
                                   KernelModule, Service, Sysctl)
 from vmstation.phases import reset, rke2
-from vmstation.report import format_plan
 from vmstation.targets import build_graph
+from tests.unit import plans
+from tests.unit.plans import assert_snapshot, decided
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -88,21 +89,14 @@ def fresh_fact(operation) -> str:
 
 def planned(ctx: HostContext, phase_name: str, fact=fresh_fact) -> PhaseOutcome:
     """The phase decided the way execute.decide does, with each probe answered by ``fact``."""
-    operations = list(build_graph().phases[phase_name].operations(ctx))
-    return PhaseOutcome(phase_name, ctx.host.name, "planned", decide_steps(operations, [fact(o) for o in operations]))
+    return decided(build_graph().phases[phase_name], ctx, fact)
 
 
 def plan_text(outcome: PhaseOutcome, tmp_path: Path) -> str:
-    return format_plan([outcome], show_unchanged=True).replace(str(tmp_path), "<tmp>")
+    return plans.plan_text([outcome], tmp_path, show_unchanged=True)
 
 
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("VMSTATION_UPDATE_SNAPSHOTS") == "1":
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run with VMSTATION_UPDATE_SNAPSHOTS=1 to write it"
-    assert text == path.read_text(), f"plan differs from {path} (VMSTATION_UPDATE_SNAPSHOTS=1 rewrites it)"
+check_snapshot = assert_snapshot
 
 
 # ---------------------------------------------------------------------------
@@ -130,13 +124,14 @@ def cluster_plan(inventory, tmp_path) -> str:
     for phase in build_graph().order("deploy-rke2"):
         for host in build_graph().phases[phase.name].select(inventory):
             outcomes.append(planned(context(inventory, host.name, RHEL10, tmp_path), phase.name))
-    return format_plan(outcomes, show_unchanged=True).replace(str(tmp_path), "<tmp>")
+    return plans.plan_text(outcomes, tmp_path, show_unchanged=True)
 
 
-@pytest.mark.parametrize("name, extra", [("one_server_one_agent", {"compute1": "agent"}),
-                                         ("three_servers", {"homelab2": "server", "homelab3": "server"})])
-def test_plan_of_a_grown_rke2_cluster_matches_its_snapshot(homelab, tmp_path, name, extra):
-    check_snapshot(f"rke2_cluster_{name}", cluster_plan(topology(homelab, extra), tmp_path))
+@pytest.mark.parametrize("name, extra, base", [
+    ("one_server_one_agent", {"compute1": "agent"}, None),
+    ("three_servers", {"homelab2": "server", "homelab3": "server"}, "rke2_cluster_one_server_one_agent")])
+def test_plan_of_a_grown_rke2_cluster_matches_its_snapshot(homelab, tmp_path, name, extra, base):
+    check_snapshot(f"rke2_cluster_{name}", cluster_plan(topology(homelab, extra), tmp_path), base=base)
 
 
 def test_joining_nodes_get_server_url_and_the_token_read_from_the_first_server(homelab, tmp_path):

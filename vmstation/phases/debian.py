@@ -23,7 +23,7 @@ import functools
 import re
 from pathlib import Path
 
-from vmstation import support, versions
+from vmstation import dashboards, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.config_checks import check_containerd_config, check_kubeadm_config, check_manifests
 from vmstation.context import HostContext
@@ -44,7 +44,8 @@ KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 KUBE_BINARIES = ("kubeadm", "kubelet", "kubectl")
 SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
            "net.ipv4.ip_forward": "1"}
-APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana", "jellyfin")
+APPS = ("namespaces", "node-exporter", "kube-state-metrics", "prometheus", "loki", "promtail", "grafana-dashboards",
+        "grafana", "jellyfin")
 READY_COLUMNS = ('{range .items[*]}{.metadata.name}{" Ready="}{.status.conditions[?(@.type=="Ready")].status}'
                  '{" "}{.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}')
 PLAN_JOIN = {"token": Secret("planpl.aceholder0000000"), "ca_cert_hash": "sha256:" + "0" * 64}
@@ -90,7 +91,10 @@ NFTABLES_KERNEL = "5.13"
 
 
 def nftables_kernel_check() -> str:
-    """A check that fails, saying why, on a kernel nftables mode cannot use; prints nothing when it can."""
+    """A check that fails, saying why, on a kernel nftables mode cannot use; prints nothing when it can.
+
+    Steps run under pipefail: `grep -c` reads all of gzip's output, where `grep -q` would stop early and leave
+    gzip dying of SIGPIPE, failing the pipeline on a kernel that has nf_tables built in."""
     why_old = sh("{}", f"is older than {NFTABLES_KERNEL}, which kube-proxy's nftables mode needs: upgrade the "
                        'kernel or set proxy_mode = "iptables" in hosts.toml')
     why_missing = sh("{}", 'has no nf_tables (not built in, no module): set proxy_mode = "iptables" in hosts.toml')
@@ -98,7 +102,7 @@ def nftables_kernel_check() -> str:
             f'{NFTABLES_KERNEL} ] || {{ echo "kernel $k "{why_old} >&2; exit 1; }}; '
             '{ [ -d /sys/module/nf_tables ] || grep -qs "/nf_tables.ko" "/lib/modules/$k/modules.dep" '
             '"/lib/modules/$k/modules.builtin" || { [ -r /proc/config.gz ] && gzip -dc /proc/config.gz | '
-            f'grep -q "^CONFIG_NF_TABLES=[ym]"; }}; }} || {{ echo "kernel $k "{why_missing} >&2; exit 1; }}')
+            f'grep -c "^CONFIG_NF_TABLES=[ym]" >/dev/null; }}; }} || {{ echo "kernel $k "{why_missing} >&2; exit 1; }}')
 
 
 def comment_out_swap(fstab: str) -> str:
@@ -360,8 +364,10 @@ def apps(ctx: HostContext):
     yield from _applied(ctx, f"app-{namespaces}", f"apps/{namespaces}.yaml.j2")
     yield Command(_grafana_secret_script(), "create the Grafana admin Secret (random password, kept in the cluster)",
                   unless=f"{KUBECTL} -n monitoring get secret grafana-admin")
+    boards = dashboards.provisioned(ctx.inventory, ctx.cluster)
     for name in others:
-        yield from _applied(ctx, f"app-{name}", f"apps/{name}.yaml.j2")
+        extra = {"dashboards": boards} if name.startswith("grafana") else {}
+        yield from _applied(ctx, f"app-{name}", f"apps/{name}.yaml.j2", **extra)
 
 
 def jellyfin_storage(ctx: HostContext):
@@ -379,9 +385,9 @@ def kubeconfig(ctx: HostContext):
     yield Fetch(ADMIN_CONF, str(destination), transform=lambda content: check_kubeconfig(content, host, ADMIN_CONF))
 
 
-def _applied(ctx: HostContext, name: str, template: str):
+def _applied(ctx: HostContext, name: str, template: str, **extra):
     """A manifest placed on the control plane and applied server-side whenever the cluster differs from it."""
-    manifest = ctx.render(template, checked_by=KUBERNETES_SCHEMAS)
+    manifest = ctx.render(template, checked_by=KUBERNETES_SCHEMAS, **extra)
     path = f"{MANIFEST_DIR}/{name}.yaml"
     yield File(path, manifest, mode="0600")
     yield Command(f"{KUBECTL} apply --server-side --force-conflicts --field-manager=vmstation -f {sh('{}', path)}",

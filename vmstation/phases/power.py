@@ -7,8 +7,13 @@
     sleep.check      the idle policy, run on the control plane without moving its idle clock
     sleep.drain      record replica counts and cordons, cordon, drain, scale down (kubectl, admin.conf)
     sleep.power-off  arm WoL now (ethtool, a belt to the .link file), then shut down or suspend
+    sleep.record     the control plane waits until each worker stops answering, then records it asleep
     wake.send        magic packets sent from the control plane (same segment as the workers)
     wake.rejoin      nodes Ready, sleep requests cleared, cordons and replica counts restored
+
+Every sleep and wake event (start, seen down, packet sent, answered with its time-to-wake) and each
+scheduled idle check's decision land in node-exporter's textfile directory on the control plane
+(``vmstation.power.metrics``), where the Grafana dashboards read them.
 
 Targets: ``sleep`` (drain and power off), ``sleep-check``, ``wake``. ``vmstation.power.cycle``
 runs them; the waits for a woken host's SSH happen on the operator's machine.
@@ -32,8 +37,9 @@ from vmstation.context import HostContext
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
 from vmstation.handles import Capture
 from vmstation.inventory import Host, Inventory
-from vmstation.operations import CHANGE, OK, SKIP, Check, Command, File, Operation, Package, Service, Step, sh
-from vmstation.power import sleep_state
+from vmstation.operations import (CHANGE, OK, SKIP, Check, Command, Directory, File, Operation, Package, Service,
+                                  Step, sh)
+from vmstation.power import metrics, sleep_state
 from vmstation.values import url_host
 
 LIB_DIR = "/usr/local/lib/vmstation"
@@ -52,7 +58,7 @@ IDLE_UNIT = "vmstation-idle-check"
 WATCH_UNIT = "vmstation-sleep-watch"
 SLEEP_REQUEST = "vmstation.io/sleep-requested"
 MODULES = ("__init__.py", "atomic.py", "errors.py", "netguard.py", "power/__init__.py", "power/idle.py",
-           "power/jellyfin.py", "power/sleep_state.py")
+           "power/jellyfin.py", "power/metrics.py", "power/sleep_state.py")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 DRAIN_TIMEOUT = 300
 READY_TIMEOUT = 600
@@ -150,6 +156,9 @@ def power_tools(ctx: HostContext):
 
 
 def debian_power(ctx: HostContext):
+    # node-exporter reads this directory on every node (--collector.textfile.directory); vmstation writes
+    # into it on the control plane only, but a missing directory would be a scrape error everywhere else.
+    yield Directory(metrics.TEXTFILE_DIR)
     if ctx.host.has_role("control-plane"):
         yield from _scheduled_check(ctx)
     elif ctx.host in sleepers(ctx.inventory):
@@ -186,9 +195,14 @@ def _scheduled_check(ctx: HostContext):
     if power.jellyfin_api_key:
         key = "" if ctx.run.secrets is None else ctx.run.secret(power.jellyfin_api_key).reveal()
         yield File(JELLYFIN_KEY_FILE, key + "\n", mode="0600", secret=True)
-    commands = [script for _, script in sleep_sequence([h.name for h in sleepers(ctx.inventory)], request=True)]
+    workers = sleepers(ctx.inventory)
+    commands = [power_event("sleep-start", workers)]
+    commands += [script for _, script in sleep_sequence([h.name for h in workers], request=True)]
+    if workers:
+        commands.append(power_event("asleep", workers, down=True))
     yield File(SCHEDULED_SLEEP, ctx.render("power/scheduled-sleep.sh.j2", lib_dir=shlex.quote(LIB_DIR),
                                            config=shlex.quote(IDLE_CONFIG), state=shlex.quote(IDLE_STATE),
+                                           textfile=shlex.quote(metrics.IDLE_TEXTFILE),
                                            sleep_commands=commands),
                mode="0755", source="power/scheduled-sleep.sh.j2")
     service = File(f"{UNIT_DIR}/{IDLE_UNIT}.service", ctx.render("power/idle-check.service.j2",
@@ -212,8 +226,20 @@ def sleep_check(ctx: HostContext):
 
 
 def sleep_drain(ctx: HostContext):
-    for description, script in sleep_sequence([h.name for h in sleepers(ctx.inventory)], request=False):
+    workers = sleepers(ctx.inventory)
+    if workers:
+        yield Command(power_event("sleep-start", workers), "record the sleep's start for the dashboards")
+    for description, script in sleep_sequence([h.name for h in workers], request=False):
         yield ClusterStep(script, description)
+
+
+def sleep_record(ctx: HostContext):
+    """Asleep is what the control plane sees (the worker stopped answering), not what was asked."""
+    workers = sleepers(ctx.inventory)
+    if workers:
+        yield Command(power_event("asleep", workers, down=True),
+                      f"wait until {', '.join(h.name for h in workers)} stop answering (up to "
+                      f"{metrics.DOWN_TIMEOUT:g}s), record them asleep")
 
 
 def sleep_power_off(ctx: HostContext):
@@ -231,10 +257,19 @@ def wake_send(ctx: HostContext):
     script = wol.remote_send_script([h.mac for h in hosts], power.wol_broadcast or LIMITED_BROADCAST,
                                     power.wol_port, interface)
     yield Check(f"(\n{script})", "magic packets for " + ", ".join(h.name for h in hosts), capture=SENT)
+    # wake.send runs alone (its packets must not wait for power.tools): the record needs the module that
+    # deploy-debian installed, and is skipped with that reason where it is missing.
+    yield Command(power_event("wake-start", hosts), "record the wake's start for the dashboards",
+                  onlyif=sh("test -f {}", f"{LIB_DIR}/vmstation/power/metrics.py"))
 
 
 def wake_rejoin(ctx: HostContext):
-    nodes = [h.name for h in wake_targets(ctx) if h in sleepers(ctx.inventory)]
+    targets = wake_targets(ctx)
+    seconds = ctx.run.wake_seconds or {}
+    for host in targets:
+        yield Command(power_event("awake", (host,), seconds=seconds.get(host.name)),
+                      f"record {host.name} awake for the dashboards")
+    nodes = [h.name for h in targets if h in sleepers(ctx.inventory)]
     for node in nodes:
         yield ClusterStep(sh("kubectl --kubeconfig {} wait --for=condition=Ready {} --timeout={}s",
                              ADMIN_CONF, f"node/{node}", READY_TIMEOUT),
@@ -289,6 +324,17 @@ def idle_config_json(inventory: Inventory) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+def power_event(event: str, hosts, down: bool = False, seconds: float | None = None) -> str:
+    """The command that records a sleep or wake event on the control plane (``vmstation.power.metrics``)."""
+    command = sh("PYTHONPATH={} python3 -m vmstation.power.metrics {} --nodes {}", LIB_DIR, event,
+                 ",".join(h.name for h in hosts))
+    if down:
+        command += "".join(sh(" --down {}", f"{url_host(h.address)}:{h.ssh_port}") for h in hosts)
+    if seconds is not None:
+        command += sh(" --seconds {}", f"{seconds:.1f}")
+    return command
+
+
 def _record_tool(action: str) -> str:
     return sh("PYTHONPATH={} python3 -m vmstation.power.sleep_state {} --state {} --kubeconfig {}",
               LIB_DIR, action, SLEEP_STATE, ADMIN_CONF)
@@ -320,6 +366,8 @@ PHASES = [
           needs=("power.tools",)),
     Phase("sleep.power-off", "arm Wake-on-LAN, shut down or suspend", sleepers, sleep_power_off,
           needs=("sleep.drain",), volatile=True),
+    Phase("sleep.record", "the workers seen down, recorded asleep", control_planes, sleep_record,
+          needs=("sleep.power-off",), volatile=True),
     Phase("wake.send", "Wake-on-LAN magic packets from the control plane", control_planes, wake_send,
           volatile=True),
     Phase("wake.rejoin", "nodes Ready, uncordoned, workloads scaled back", control_planes, wake_rejoin,
@@ -328,7 +376,7 @@ PHASES = [
 
 TARGETS = [
     Target("sleep", "put the workers to sleep: cordon, drain, scale down (recorded), arm WoL, power off",
-           ("sleep.power-off",)),
+           ("sleep.record",)),
     Target("sleep-check", "ask the idle policy whether the workers may sleep", ("sleep.check",)),
     Target("wake", "wake the workers and restore what sleep did", ("wake.send", "wake.rejoin")),
 ]

@@ -46,10 +46,10 @@ def reset_kubeadm(ctx: HostContext):
                   onlyif=" || ".join(sh("[ -e {} ]", p) for p in CNI_PATHS))
     for link in CNI_LINKS:
         yield Command(sh("ip link delete {}", link), f"delete interface {link}", onlyif=sh("ip link show {}", link))
-    for tool in ("iptables", "ip6tables"):
+    for tool in ("iptables", "ip6tables"):   # grep -c reads all its input: no SIGPIPE for -save under pipefail
         yield Command(f"{tool}-save | grep -v {_rule_grep()} | {tool}-restore",
                       f"remove the {tool} rules of kube-proxy, flannel and CNI",
-                      onlyif=f"{tool}-save | grep -q {_rule_grep()}")
+                      onlyif=f"{tool}-save | grep -c {_rule_grep()} >/dev/null")
     for family, table in NFT_TABLES:
         yield Command(sh("nft delete table {} {}", family, table), f"delete nftables table {family} {table}",
                       onlyif=sh("nft list table {} {}", family, table))

@@ -64,6 +64,7 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         tell(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
               "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
         return 1
+    settings["wake_seconds"] = {name: seconds for name, seconds in awake.items() if seconds is not None}
     result, _ = run_power_target(session, "wake", tell, only=("power.tools", "wake.rejoin"), settings=settings)
     tell(_rejoin_note(result, time.monotonic() - sent_at))
     return result.exit_code

@@ -18,7 +18,9 @@ host it runs on. Standard library only, so masternode needs just python3:
 
     python3 -m vmstation.power.idle --config /etc/vmstation/idle.json --state /var/lib/vmstation/idle.json
 
-prints the decision as one JSON line (exit 0; 2 for a bad config file).
+prints the decision as one JSON line (exit 0; 2 for a bad config file). With ``--textfile PATH``
+(the scheduled check) it also writes the decision and every input it decided on to
+node-exporter's textfile collector (``vmstation.power.metrics``), atomically.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Protocol
 
 from vmstation.atomic import write_atomically
 from vmstation.errors import InputError, VmstationError
+from vmstation.power import metrics
 from vmstation.power.jellyfin import JellyfinClient, active_playback, parse_date
 
 _TTY = re.compile(r"(tty\w*|pts/\d+|:\d+(\.\d+)?)")
@@ -253,8 +256,12 @@ class CheckConfig:
     kubectl: tuple[str, ...] = ()      # e.g. ("kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf")
 
 
-def run_check(config_path: str, state_path: str, save: bool = True) -> tuple[Decision, datetime]:
-    """Gather observations here, decide, and (unless ``save`` is False) persist the new state."""
+def run_check(config_path: str, state_path: str, save: bool = True,
+              textfile: str | None = None) -> tuple[Decision, datetime]:
+    """Gather observations here, decide, and (unless ``save`` is False) persist the new state.
+
+    With ``textfile``, the decision and its inputs also go to node-exporter's textfile collector.
+    """
     config = load_config(config_path)
     observations = gather_observations(config)
     now = datetime.now(timezone.utc)
@@ -266,7 +273,10 @@ def run_check(config_path: str, state_path: str, save: bool = True) -> tuple[Dec
     decision = decide(observations, state, now, config)
     if save:
         save_state(state_path, decision.new_state)
-    return replace(decision, reasons=decision.reasons + notes), now
+    decision = replace(decision, reasons=decision.reasons + notes)
+    if textfile:
+        metrics.write_textfile(textfile, metrics.idle_families(observations, decision, now.timestamp(), config))
+    return decision, now
 
 
 def load_config(path: str) -> CheckConfig:
@@ -380,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the check's JSON config file")
     parser.add_argument("--state", required=True, help="the JSON state file (idle since when)")
     parser.add_argument("--dry-run", action="store_true", help="decide, but leave the state file as it is")
+    parser.add_argument("--textfile", help="also write the decision and its inputs here (node-exporter's "
+                        f"textfile collector, e.g. {metrics.IDLE_TEXTFILE})")
     args = parser.parse_args(argv)
     try:
-        decision, now = run_check(args.config, args.state, save=not args.dry_run)
+        decision, now = run_check(args.config, args.state, save=not args.dry_run, textfile=args.textfile)
     except InputError as exc:
         print(f"vmstation idle check: {exc}", file=sys.stderr)
         return 2

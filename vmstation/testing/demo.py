@@ -47,7 +47,23 @@ def run_demo() -> int:
     print(f"\nfab deploy-debian exited {code} (3: it stopped where this machine cannot go on, as shown above).")
     print(f"The boxes are still running: ssh -i {DEMO_DIR / 'id_ed25519'} root@<address in {inventory}>")
     print("Tear them down with:  make demo-down   (or: python -m vmstation.testing.demo --down)")
+    print_grafana_hint()
     return 0 if code in (0, 3) else code
+
+
+def print_grafana_hint() -> None:
+    """The boxes cannot run Kubernetes, so no Grafana here: say where it answers on the real homelab."""
+    from vmstation import dashboards
+    from vmstation.errors import VmstationError
+    from vmstation.inventory import load
+
+    try:
+        hint = dashboards.grafana_hint(load(_repo_root() / "hosts.toml"))     # read only: nothing connects
+    except VmstationError as exc:
+        hint = f"(hosts.toml: {exc})"
+    print("\nNo Grafana on the boxes (no Kubernetes here). On the homelab of hosts.toml, after "
+          "`fab deploy-debian`:\n" + hint + "\nPictures of its dashboards from real Prometheus data: "
+          "docs/dashboards/*.png (README).")
 
 
 def start_keeper() -> Path:
