@@ -41,6 +41,7 @@ from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
 from vmstation.operations import CHANGE, SKIP, Operation, Step
+from vmstation.operations.files import split_stat_batch, stat_batch_probe
 
 
 @dataclass
@@ -132,26 +133,57 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
     return outcome
 
 
-def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str] | None = None) -> list[Step]:
+def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str] | None = None,
+           answers: list[str] | None = None) -> list[Step]:
     """Ask every probe in one command, then decide each operation in order (pure from here on).
 
     ``pending``: operation index -> marker of a handler recorded on the host by a cut run; asked in the
-    same command, and a recorded handler decides as if its triggers changed.
+    same command, and a recorded handler decides as if its triggers changed. ``answers``: the sections of
+    ``phase_probes`` already asked (the target's probes sent up front, ``lookahead``): no command then.
     """
     if not operations:
         return []
     pending = pending or {}
-    token = facts_mod.new_token()
-    probes = [op.probe(detail=ctx.plan) for op in operations]
-    if pending:
-        probes.append(sh_list_markers(ctx.host.name))
-    answers = [""] * len(probes)
-    if any(probes):
-        output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
-        answers = facts_mod.split_sections(output, token, len(probes))
-    recorded = set(answers[len(operations)].split()) if pending else set()
+    if answers is None:
+        probes = phase_probes(operations, ctx, pending)
+        answers = [""] * len(probes)
+        if any(probes):
+            token = facts_mod.new_token()
+            output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
+            answers = facts_mod.split_sections(output, token, len(probes))
+    return decide_answers(operations, ctx, pending, answers)
+
+
+def phase_probes(operations: list[Operation], ctx: HostContext, pending: dict[int, str]) -> list[str]:
+    """The probe sections of one phase on one host: each operation's own, then one stat and one sha256sum for
+    all its whole files, then the handlers a cut run recorded (when the phase has handlers)."""
+    batched = _batched_files(operations, ctx.plan)
+    probes = ["" if index in batched else op.probe(detail=ctx.plan) for index, op in enumerate(operations)]
+    probes.append(stat_batch_probe(list(batched.values())) if batched else "")
+    probes.append(sh_list_markers(ctx.host.name) if pending else "")
+    return probes
+
+
+def decide_answers(operations: list[Operation], ctx: HostContext, pending: dict[int, str],
+                   answers: list[str]) -> list[Step]:
+    """Pure: the steps from the answers of ``phase_probes``."""
+    batched = _batched_files(operations, ctx.plan)
+    own = list(answers[:len(operations)])
+    for index, fact in zip(batched, split_stat_batch(answers[len(operations)], len(batched)), strict=True):
+        own[index] = fact
+    recorded = set(answers[len(operations) + 1].split()) if pending else set()
     left_over = {index for index, marker in pending.items() if marker in recorded}
-    return decide_steps(operations, answers[:len(operations)], left_over)
+    return decide_steps(operations, own, left_over)
+
+
+def _batched_files(operations: list[Operation], detail: bool) -> dict[int, str]:
+    """Operation index -> path, for the whole files whose probe is the phase's one stat and sha256sum."""
+    paths = {}
+    for index, operation in enumerate(operations):
+        path = operation.stat_path(detail) if hasattr(operation, "stat_path") else None
+        if path is not None:
+            paths[index] = path
+    return paths
 
 
 def decide_steps(operations: list[Operation], answers: list[str], left_over: set[int] = frozenset()) -> list[Step]:
