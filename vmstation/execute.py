@@ -41,6 +41,7 @@ from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
 from vmstation.operations import CHANGE, SKIP, Operation, Step
+from vmstation.operations.base import Upload
 from vmstation.operations.files import split_stat_batch, stat_batch_probe
 
 
@@ -111,7 +112,9 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
         operations = list(phase.operations(ctx))
         outcome.digest = inputs_digest(operations, ctx.run.digest_key)
         pending = pending_markers(phase.name, ctx.host.name, operations)
-        outcome.steps = decide(operations, ctx, pending)
+        ahead = getattr(ctx, "prefetched", None)     # (digest, answers) asked up front (vmstation.lookahead)
+        answers = ahead[1] if ahead and ahead[0] == outcome.digest else None
+        outcome.steps = decide(operations, ctx, pending, answers)
         if ctx.plan:
             outcome.status = "planned"
         else:
@@ -218,20 +221,24 @@ def apply(steps: list[Step], ctx: HostContext, handlers: dict[int, str] | None =
 
 def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -> None:
     token = facts_mod.new_token()
-    uploads = any(s.uploads for s in steps)
+    direct = placed_by_sftp(steps, ctx.host.is_root)
+    uploads = any(id(u) not in direct for s in steps for u in s.uploads)
     connection = ctx.connection
     staging_base = connection.staging_base() if uploads else None
     deadline = _script_deadline(steps, ctx)
     with connection.start() as script:
-        script.send(prologue(token, ctx.host.name, staging_base))
+        before = sftp_prelude(direct.values(), ctx.host.name, handlers) if direct else ""
+        script.send(prologue(token, ctx.host.name, staging_base, before))
         script.wait_for(f"{facts_mod.MARKER}-{token} locked", LOCK_WAIT + 30)
+        _place_by_sftp(steps, direct, ctx)     # under the lock, handlers recorded, before any command
         if uploads:
             staging = connection.new_staging_dir()
             script.send(f"vms_staging={shlex.quote(staging)}\n")   # removed by the script's exit trap, whatever happens
-            staged = _upload(steps, staging, ctx)
+            staged = _upload(steps, staging, ctx, direct)
         else:
             staged = {}
-        script.send(apply_script(steps, staged, token, ctx.host.name, handlers, _step_deadline(ctx)))
+        script.send(apply_script(steps, staged, token, ctx.host.name, handlers, _step_deadline(ctx),
+                                 placed=set(direct)))
         result = script.finish(deadline)
     sections = facts_mod.split_sections(result.stdout, token, len(steps) + 1)
     if result.exit_code != 0:
@@ -241,18 +248,60 @@ def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -
             ctx.run.values[step.capture] = output.strip()
 
 
-def _upload(steps: list[Step], staging: str, ctx: HostContext) -> dict[int, str]:
-    """Every upload into the staging directory; returns each upload's file name there."""
+def placed_by_sftp(steps: list[Step], root_login: bool) -> dict[int, Upload]:
+    """The uploads SFTP places by itself (``HostConnection.place``): with a root login, root:root files of
+    the steps before the first command (so no command ever sees them early or late). Others are staged and
+    placed by the script (a sudo login cannot write to /etc over SFTP; other owners need the host's names)."""
+    direct: dict[int, Upload] = {}
+    if not root_login:
+        return direct
+    for step in steps:
+        if step.commands:
+            break
+        direct.update({id(u): u for u in step.uploads if (u.owner, u.group) == ("root", "root")})
+    return direct
+
+
+def sftp_prelude(uploads, host: str, handlers: dict[int, str]) -> str:
+    """What the locked script does before SFTP places files: record the handlers, make the directories and
+    remove temp files a dead run left beside these targets; shell builtins unless there is work to do."""
+    lines = _record_handlers(host, handlers)
+    for directory in dict.fromkeys(u.path.rpartition("/")[0] or "/" for u in uploads):
+        quoted = shlex.quote(directory)
+        lines.append(f"[ -d {quoted} ] || mkdir -p -- {quoted} || exit 70")
+    for upload in uploads:
+        directory, _, base = upload.path.rpartition("/")
+        pattern = shlex.quote(f"{directory}/.{base}.vmstation-") + "??????"
+        lines.append(f'for vms_old in {pattern}; do [ ! -e "$vms_old" ] || rm -f -- "$vms_old"; done')
+    return "\n".join(lines) + "\n"
+
+
+def _place_by_sftp(steps: list[Step], direct: dict[int, Upload], ctx: HostContext) -> None:
+    for step in steps:
+        for upload in step.uploads:
+            if id(upload) in direct:
+                try:
+                    ctx.connection.place(upload.content, upload.path, int(upload.mode, 8))
+                except HostError as exc:
+                    raise type(exc)(ctx.host.name, f"{step.label}: placing {upload.path} over SFTP: "
+                                    f"{exc.message}") from exc
+
+
+def _upload(steps: list[Step], staging: str, ctx: HostContext, placed=()) -> dict[int, str]:
+    """Every upload not ``placed`` already into the staging directory; returns each one's file name there."""
     staged: dict[int, str] = {}
     for step in steps:
         for upload in step.uploads:
+            if id(upload) in placed:
+                continue
             staged[id(upload)] = str(len(staged))
             ctx.connection.upload(upload.content, f"{staging}/{staged[id(upload)]}")
     return staged
 
 
-def prologue(token: str, host: str, staging_base: str | None) -> str:
-    """The start of the placing script: the host's lock, leftovers of dead runs, then 'locked'."""
+def prologue(token: str, host: str, staging_base: str | None, before_locked: str = "") -> str:
+    """The start of the placing script: the host's lock, leftovers of dead runs, ``before_locked``, then
+    'locked'."""
     lines = [
         "export LC_ALL=C",
         "umask 022",
@@ -270,23 +319,30 @@ def prologue(token: str, host: str, staging_base: str | None) -> str:
         # staging of this host that no run holds the lock for any more: a run that was cut or interrupted
         pattern = shlex.quote(f"{staging_base}/{host}-") + "????????????"
         lines.append(f'for vms_old in {pattern}; do [ ! -e "$vms_old" ] || rm -rf -- "$vms_old"; done')
+    if before_locked:
+        lines.append(before_locked.rstrip("\n"))
     lines.append(f"echo '{facts_mod.MARKER}-{token} locked'")
     return "\n".join(lines) + "\n"
 
 
 def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: str,
-                 handlers: dict[int, str], default_deadline: float) -> str:
-    """The rest of the placing script: record handlers, then each step's files and commands, each checked."""
+                 handlers: dict[int, str], default_deadline: float, placed: set[int] = frozenset()) -> str:
+    """The rest of the placing script: record handlers, then each step's files and commands, each checked.
+
+    ``placed``: uploads SFTP already placed (``placed_by_sftp``); their handlers were recorded before that.
+    """
     marker = f"{facts_mod.MARKER}-{token}"
     lines = [PLACE_FUNCTIONS, _heredoc('"$vms_run/lib"', STEP_LIBRARY, f"{marker}-lib"),
              f"vms_fail() {{ printf '\\n%s\\n' \"{marker} failed $1 $2\"; exit \"$2\"; }}"]
-    if handlers:
+    if placed:
         lines.append(f"vms_pending={_pending_root(host)}")
-        lines.append('(umask 077 && mkdir -p "$vms_pending") || exit 70')
-        lines += [f': > "$vms_pending/{name}" || exit 70' for name in handlers.values()]
+    else:
+        lines += _record_handlers(host, handlers)
     for index, step in enumerate(steps):
         lines.append(f"echo '{marker} {index}'; echo '{marker} {index}' >&2")
         for upload in step.uploads:
+            if id(upload) in placed:
+                continue
             lines.append("vms_place \"$vms_staging\"/" + staged[id(upload)] + " "
                          + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group))
                          + f" || vms_fail {index} $?")
@@ -299,6 +355,13 @@ def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: st
             lines.append(f'rm -f -- "$vms_pending/{handlers[index]}"')
     lines.append(f"echo '{marker} {len(steps)}'")
     return "\n".join(lines) + "\n"
+
+
+def _record_handlers(host: str, handlers: dict[int, str]) -> list[str]:
+    if not handlers:
+        return []
+    return [f"vms_pending={_pending_root(host)}", '(umask 077 && mkdir -p "$vms_pending") || exit 70',
+            *[f': > "$vms_pending/{name}" || exit 70' for name in handlers.values()]]
 
 
 def _heredoc(path: str, text: str, delimiter: str) -> str:
