@@ -275,3 +275,49 @@ def _stop_when_staged(hosts, index: int, size: int) -> None:
 def _in_namespace(netns: str, command: str) -> str:
     return subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True,
                           check=True, timeout=30).stdout.strip()
+
+
+# -- issue 16: the whole target probed up front ----------------------------------------------------------------------
+
+
+def lookahead_graph(root_of) -> Graph:
+    """Three phases; the second reads the host's facts, the third's guard sees what the first made."""
+    def first(ctx):
+        yield op.File(f"{root_of(ctx)}/one.conf", "one\n")
+
+    def second(ctx):
+        yield op.File(f"{root_of(ctx)}/kernel.conf", f"kernel = {ctx.facts.kernel}\n")
+
+    def third(ctx):
+        yield op.Command(op.sh("echo ran >> {}", f"{root_of(ctx)}/third.log"), "third",
+                         creates=f"{root_of(ctx)}/one.conf")
+    phases = [Phase("first", "first", all_hosts, first), Phase("second", "second", all_hosts, second, ("first",)),
+              Phase("third", "third", all_hosts, third, ("second",))]
+    return Graph(phases, [Target("t", "t", ("third",))])
+
+
+def test_a_whole_no_op_is_one_command_per_host_and_a_change_makes_later_phases_ask_again(hosts, tmp_path):
+    roots = {h.name: h.root / f"ahead-{tmp_path.name}" for h in hosts}
+    graph = lookahead_graph(lambda ctx: roots[ctx.host.name])
+    inventory = inventory_of(hosts, tmp_path)
+
+    first = run_target(graph, inventory, "t")
+    assert first.exit_code == 0
+    steps = {(o.phase, o.host): {s.label: s.status for s in o.steps} for o in first.outcomes}
+    for h in hosts:
+        # the third phase was asked again after the first placed one.conf: its guard saw the file, nothing ran
+        assert steps[("third", h.name)] == {"run third": op.OK}
+        assert not (roots[h.name] / "third.log").exists()
+        assert (roots[h.name] / "kernel.conf").read_text().startswith("kernel = ")
+    assert (tmp_path / ".vmstation" / "facts.json").exists()       # the facts this run saw, for the next one
+
+    second = run_target(graph, inventory, "t")
+    assert second.exit_code == 0 and second.changed == 0
+    sent = {h.name: sum(o.commands_sent for o in second.outcomes if o.host == h.name) for h in hosts}
+    assert sent == {h.name: 1 for h in hosts}          # every phase's probes and the facts in one command
+
+    (roots[hosts[1].name] / "one.conf").write_text("edited\n")
+    third = run_target(graph, inventory, "t")
+    changed = {(o.phase, o.host) for o in third.outcomes if o.changed}
+    assert changed == {("first", hosts[1].name)}
+    assert (roots[hosts[1].name] / "one.conf").read_text() == "one\n"

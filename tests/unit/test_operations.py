@@ -436,3 +436,20 @@ def test_fetch_transforms_and_writes_locally_0600_then_is_ok(tmp_path):
     assert op.decide(ask(op), NOTHING).status == OK
     local.chmod(0o644)
     assert op.decide(ask(op), NOTHING).status == CHANGE
+
+
+def test_a_plain_check_is_asked_with_the_probes_and_runs_as_a_step_only_when_it_failed_or_after_a_change():
+    """A no-op sends nothing more for a verification that passes; its failure is still a step's failure."""
+    def answer(check):
+        return subprocess.run(["sh", "-c", check.probe(detail=False)], capture_output=True, text=True).stdout
+
+    passing, failing = Check("true", "passes"), Check("false | true", "fails under pipefail")
+    assert passing.decide(answer(passing), NOTHING).status == OK
+    assert passing.decide(answer(passing), frozenset({"file /etc/x"})).status == CHECK     # after a change
+    assert passing.decide("", NOTHING).status == CHECK                                   # not asked
+    step = failing.decide(answer(failing), NOTHING)
+    assert (step.status, step.commands) == (CHECK, ("false | true",))
+    set_e = Check("false; true", "fails under set -e")
+    assert set_e.decide(answer(set_e), NOTHING).status == CHECK
+    for kept in (wait_until("true", "x"), Check("true", "c", capture="v"), Check("true", "s", secret=True)):
+        assert kept.probe(detail=False) == "" and kept.decide("", NOTHING).status == CHECK
