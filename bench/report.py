@@ -54,10 +54,11 @@ def targets(summary: dict, n: int = 30, large: int = 100) -> list[dict]:
         _ratio("deploy-debian no-op on 2 boxes: vmstation / paramiko floor to them",
                median("deploy-debian", "noop", 2), median("floor-boxes", "floor", 2), "<=", 2.0),
         _value("deploy-debian no-op on 2 boxes: commands per host", _commands(summary), "<=", 1, digits=1),
-        _ratio(f"no-op N={large} / no-op N={n} (vmstation)", median("vmstation", "noop", large) if large > n else None,
-               vm_noop, "<", 3.0),
         _value("`vmstation --help` seconds", median("help", "help", 0), "<", 0.25),
     ]
+    if large > n:
+        rows.insert(-1, _ratio(f"no-op N={large} / no-op N={n} (vmstation)", median("vmstation", "noop", large),
+                               vm_noop, "<", 3.0))
     for kind, want in (("noop", (1, 1, 0)), ("first", (1, 2, 1))):
         cells = [cell for (tool, _, k), cell in summary.items() if tool == "vmstation" and k == kind]
         seen = sorted({cell.per_host for cell in cells})
