@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     measure.become_subreaper()
+    from bench.run import compile_project
+
+    compile_project()
     records = measure_boxes(args.runs)
     print(json.dumps(records, indent=1))
     return 0 if all(r["ok"] for r in records) else 1
