@@ -222,7 +222,11 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
                             seconds=time.monotonic() - started, trace=traceback.format_exc())
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
     sent = connection.commands_sent
-    ctx.prefetched = ahead.answers(phase, host) if ahead else None    # the target's probes, asked up front
+    try:
+        ctx.prefetched = ahead.answers(phase, host) if ahead else None    # the target's probes, asked up front
+    except Exception:  # noqa: BLE001 - a surprise up front only costs the phase its own probe command
+        log.warning("%s: asking ahead failed; %s asks on its own\n%s", host.name, phase.name, traceback.format_exc())
+        ctx.prefetched = None
     outcome = run_phase_on_host(phase, ctx)
     outcome.commands_sent = connection.commands_sent - sent
     if outcome.changed:
