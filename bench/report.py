@@ -106,11 +106,12 @@ def markdown(summary: dict, tools: list[str], sizes: list[int], rows: list[dict]
     return "\n".join(out) + "\n"
 
 
-def readme_section(summary: dict, sizes: list[int], rows: list[dict], when: str, machine: str, runs: int) -> str:
+def readme_section(summary: dict, sizes: list[int], rows: list[dict], when: str, machine: str, runs: int,
+                   command: str = "make bench", commit: str = "") -> str:
     """The README's speed figures, between its markers: written by the run, never by hand."""
     out = [README_BEGIN,
-           f"One run of `make bench` on {when}; {machine}; {runs} alternating runs per cell, medians "
-           "(all figures in `bench/RESULTS.md`).", "",
+           f"One run of `{command}` on {when}{f' (commit {commit})' if commit else ''}; {machine}; {runs} "
+           "alternating runs per cell, medians (all figures in `bench/RESULTS.md`).", "",
            "| whole-process wall seconds, first run / no-op | " + " | ".join(f"N={n}" for n in sizes) + " |",
            "|---|" + "---|" * len(sizes)]
     for tool, label in (("vmstation", "vmstation"), ("fabric", "plain Fabric script"), ("pyinfra", "pyinfra"),

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish:      # the figures the project shows: bench/RESULTS.md and the README's, from this run only
         (BENCH / "RESULTS.md").write_text(text)
         readme = REPO / "README.md"
+        command = "make bench" if not argv and not sys.argv[1:] else \
+            "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
         section = report.readme_section(summary, args.sizes, rows, time.strftime("%Y-%m-%d"), _machine(),
-                                        args.runs)
+                                        args.runs, command, _commit())
         readme.write_text(report.replace_readme_section(readme.read_text(), section))
     print(text)
     print(f"raw figures: {out / 'results.json'}")
