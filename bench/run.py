@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs root (network namespaces, sshd)", file=sys.stderr)
         return 2
     measure.become_subreaper()
+    commit = _commit()          # before this run writes anything into the worktree
     compile_project()
     versions = ensure_venvs(tuple(args.tools))
     out = args.out or BENCH / "results" / time.strftime("%Y%m%d-%H%M%S")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     records += _measure_help(args.runs)
     summary = report.summarise(records)
     rows = report.targets(summary, n=30 if 30 in args.sizes else max(args.sizes), large=max(args.sizes))
-    context = _context(args, versions, leftovers, records)
+    context = _context(args, versions, leftovers, records, commit)
     text = report.markdown(summary, list(args.tools), args.sizes, rows, context)
     (out / "results.json").write_text(json.dumps({"context": context, "records": records, "targets": rows}, indent=1))
     (out / "RESULTS.md").write_text(text)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "make bench" if not argv and not sys.argv[1:] else \
             "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
         section = report.readme_section(summary, args.sizes, rows, time.strftime("%Y-%m-%d"), _machine(),
-                                        args.runs, command, _commit())
+                                        args.runs, command, commit)
         readme.write_text(report.replace_readme_section(readme.read_text(), section))
     print(text)
     print(f"raw figures: {out / 'results.json'}")
@@ -224,10 +225,10 @@ def _machine() -> str:
 
 
 def _context(args: argparse.Namespace, versions: dict[str, str], leftovers: list[str],
-             records: list[dict]) -> list[str]:
+             records: list[dict], commit: str) -> list[str]:
     openssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     return [
-        f"- run: {time.strftime('%Y-%m-%d %H:%M %Z')}, commit {_commit()}",
+        f"- run: {time.strftime('%Y-%m-%d %H:%M %Z')}, commit {commit}",
         f"- machine: {_machine()}",
         "- peers: " + ", ".join(f"{name} {version}" for name, version in versions.items()) + f"; {openssh}",
         f"- sizes {args.sizes}, {args.runs} runs each, tools alternating (order rotates per run), "
