@@ -23,7 +23,9 @@ Debian's stock ``.bashrc``, which returns at once when not interactive.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,46 @@ class BenchHostSet(SshdHostSet):
     def log_of(self, host: SshdHost) -> Path:
         return self.workdir / host.name / "sshd.log"
 
+    def sshd_pid(self, host: SshdHost) -> int:
+        """The listening sshd (``ip netns exec``, ``unshare`` and ``sh -c 'exec ...'`` all exec into it)."""
+        return self._daemons[host.index].pid
+
+
+class SshdCpu:
+    """sshd-side CPU of one tool run, per host: what the host spent serving it.
+
+    A listening sshd forks a process per connection, which forks the sessions' shells and their commands
+    (and sftp-server); each waits for its children, so once a run's processes are gone their user + system
+    time is in the listener's ``cutime + cstime`` (/proc/PID/stat, proc(5)). Read before and after the run,
+    once the listener has no child left (polled, with a deadline).
+    """
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+        self._before = [0.0] * len(pids)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def mark(self) -> None:
+        self._before = [self._seconds(pid) for pid in self.pids]
+
+    def since_mark(self, deadline: float = 10.0) -> list[float]:
+        end = time.monotonic() + deadline
+        while any(_has_children(pid) for pid in self.pids) and time.monotonic() < end:
+            time.sleep(0.01)
+        return [self._seconds(pid) - before for pid, before in zip(self.pids, self._before, strict=True)]
+
+    def _seconds(self, pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        # after the command's name: state is field 3 of proc(5), utime..cstime are fields 14 to 17
+        return sum(int(v) for v in fields[11:15]) / self._tick
+
+
+def _has_children(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
+    except OSError:
+        return False
+
 
 @dataclass(frozen=True)
 class SessionCount:
@@ -57,10 +99,11 @@ class SessionCount:
 
 
 class SessionLog:
-    """Reads what the sshd logs gained since ``mark()``."""
+    """Reads what the sshd logs gained since ``mark()``; ``cpu``: the same hosts' sshd-side CPU."""
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], cpu: "SshdCpu | None" = None):
         self.paths = paths
+        self.cpu = cpu
         self._offsets = [0] * len(paths)
 
     def mark(self) -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench import measure, report, verify
-from bench.hosts import BenchHostSet, SessionLog, write_host_files
+from bench.hosts import BenchHostSet, SessionLog, SshdCpu, write_host_files
 from bench.tools import REPO, TOOLS, Tool, ensure_venvs, tools_for
 from vmstation.testing.known_hosts import KnownHost, generate_ed25519, write_known_hosts
 
@@ -38,25 +38,44 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs root (network namespaces, sshd)", file=sys.stderr)
         return 2
     measure.become_subreaper()
+    commit = _commit()          # before this run writes anything into the worktree
+    compile_project()
     versions = ensure_venvs(tuple(args.tools))
     out = args.out or BENCH / "results" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="vmsbn-work-") as scratch:
         leftovers = _measure_all(args, Path(scratch), records)
+    if args.boxes:
+        from bench.deploy_debian import measure_boxes
+
+        records += measure_boxes(args.runs)
     records += _measure_help(args.runs)
     summary = report.summarise(records)
     rows = report.targets(summary, n=30 if 30 in args.sizes else max(args.sizes), large=max(args.sizes))
-    context = _context(args, versions, leftovers, records)
+    context = _context(args, versions, leftovers, records, commit)
     text = report.markdown(summary, list(args.tools), args.sizes, rows, context)
     (out / "results.json").write_text(json.dumps({"context": context, "records": records, "targets": rows}, indent=1))
     (out / "RESULTS.md").write_text(text)
-    if not args.quick:
+    if args.publish:      # the figures the project shows: bench/RESULTS.md and the README's, from this run only
         (BENCH / "RESULTS.md").write_text(text)
+        readme = REPO / "README.md"
+        command = "make bench" if not argv and not sys.argv[1:] else \
+            "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
+        section = report.readme_section(summary, args.sizes, rows, time.strftime("%Y-%m-%d"), _machine(),
+                                        args.runs, command, commit)
+        readme.write_text(report.replace_readme_section(readme.read_text(), section))
     print(text)
     print(f"raw figures: {out / 'results.json'}")
     failed = [r for r in records if not r["ok"]]
     return 1 if failed or leftovers else 0
+
+
+def compile_project() -> None:
+    """Byte-compile vmstation (and bench) as installing a wheel does: with PYTHONDONTWRITEBYTECODE set (as
+    on this machine) every measured process would otherwise compile the project's modules again."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "vmstation"), str(BENCH)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -67,7 +86,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tools", type=lambda s: s.split(","), default=list(TOOLS), help="comma-separated subset")
     parser.add_argument("--ansible-max", type=int, default=10, help="largest N ansible runs at (slow)")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results/<time>)")
+    parser.add_argument("--no-boxes", dest="boxes", action="store_false",
+                        help="leave out the deploy-debian no-op on the demo boxes (bench/deploy_debian.py)")
+    parser.add_argument("--publish", action="store_true",
+                        help="write bench/RESULTS.md and the README's figures (a full run always does)")
     args = parser.parse_args(argv)
+    args.publish = args.publish or not (args.quick or args.sizes or args.runs or args.tools != list(TOOLS))
     args.sizes = args.sizes or ([1, 10] if args.quick else [1, 10, 30, 100])
     args.runs = args.runs or (3 if args.quick else 5)
     unknown = set(args.tools) - set(TOOLS)
@@ -86,7 +110,8 @@ def _measure_all(args: argparse.Namespace, scratch: Path, records: list[dict]) -
             expected = verify.expected_files(described)
             names = tuple(t for t in args.tools if t != "ansible" or n <= args.ansible_max)
             tools = tools_for(names, hosts_json, hosts_toml, scratch / f"n{n}")
-            log = SessionLog([host_set.log_of(h) for h in host_set.hosts[:n]])
+            log = SessionLog([host_set.log_of(h) for h in host_set.hosts[:n]],
+                             SshdCpu([host_set.sshd_pid(h) for h in host_set.hosts[:n]]))
             floor = Tool("floor", (sys.executable, "-m", "bench.floor", str(hosts_json)),
                          {**os.environ, "PYTHONPATH": str(REPO)})
             if n == args.sizes[0]:
@@ -154,13 +179,16 @@ def _first_and_noop(tool: Tool, n: int, rep: int, expected: dict, log: SessionLo
 
 def _timed(tool: Tool, n: int, kind: str, rep: int, log: SessionLog, scratch: Path, problems: list[str]) -> dict:
     log.mark()
+    log.cpu.mark()
     measured = measure.run_process(list(tool.argv), tool.env, scratch)
     counts = log.since_mark()
+    sshd_cpu = log.cpu.since_mark()
     if measured.exit_code != 0:
         problems = problems + [f"exit code {measured.exit_code}"]
     record = {"tool": tool.name, "n": n, "kind": kind, "rep": rep, "wall": round(measured.wall, 4),
               "cpu": round(measured.cpu, 4), "exit_code": measured.exit_code, "ok": not problems,
-              "problems": problems, "sessions": [[c.connections, c.commands, c.sftp] for c in counts]}
+              "problems": problems, "sessions": [[c.connections, c.commands, c.sftp] for c in counts],
+              "sshd_cpu": round(sum(sshd_cpu), 4)}
     if problems:
         record["output_tail"] = measured.output[-4000:]
         print(f"bench: {tool.name} N={n} {kind} run {rep + 1}: {'; '.join(problems)}", file=sys.stderr)
@@ -190,13 +218,18 @@ def _refusals(records: list[dict]) -> str:
             + (f"; **did not refuse: {', '.join(failed)}**" if failed else ""))
 
 
-def _context(args: argparse.Namespace, versions: dict[str, str], leftovers: list[str],
-             records: list[dict]) -> list[str]:
+def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown")
+    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def _context(args: argparse.Namespace, versions: dict[str, str], leftovers: list[str],
+             records: list[dict], commit: str) -> list[str]:
     openssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     return [
-        f"- machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}",
+        f"- run: {time.strftime('%Y-%m-%d %H:%M %Z')}, commit {commit}",
+        f"- machine: {_machine()}",
         "- peers: " + ", ".join(f"{name} {version}" for name, version in versions.items()) + f"; {openssh}",
         f"- sizes {args.sizes}, {args.runs} runs each, tools alternating (order rotates per run), "
         f"ansible at N <= {args.ansible_max}; one untimed warm-up run per tool",
@@ -206,6 +239,13 @@ def _context(args: argparse.Namespace, versions: dict[str, str], leftovers: list
         "run checked to rewrite nothing",
         f"- tear-down leftovers: {', '.join(leftovers) if leftovers else 'none'}",
     ]
+
+
+def _commit() -> str:
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty else "")
 
 
 if __name__ == "__main__":

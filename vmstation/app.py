@@ -91,16 +91,23 @@ def run_target(session: Session, target: str, *, plan: bool = False, only=(), st
                          **(settings or {}))
     _unlock_up_front(graph, run_ctx, target, only, start_from, limit)
     _check_known_hosts(inventory)
+    from vmstation import check_cache
+    from vmstation.journal import state_dir
+
+    check_cache.use(state_dir(inventory.path) / "checks.json")   # passes remembered by what they checked
     if not plan:
         from vmstation.offline import preflight
 
         preflight(inventory, target, limit, settings, secrets)
+        check_cache.save()
     if listener:   # the inventory and secrets are good: say which inventory before any host is touched
         listener("run", {"target": target, "plan": plan, "inventory": session.inventory_path})
     options = RunOptions(target=target, plan=plan, only=tuple(only), start_from=start_from, limit=tuple(limit),
                          resume=resume, forks=forks, step_deadline=step_deadline,
                          ssh=ssh_options(session, inventory))
-    return run(graph, run_ctx, options, listener)
+    result = run(graph, run_ctx, options, listener)
+    check_cache.save()
+    return result
 
 
 def homelab_status(session: Session):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from vmstation.check_cache import remembered
 from vmstation.templates import TEMPLATE_DIR
 
 KUBEADM_FIELDS_FILE = Path(TEMPLATE_DIR) / "kubeadm" / "v1beta3-fields.json"
@@ -46,6 +47,7 @@ _TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _CA_CERT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+@remembered
 def check_kubeadm_config(text: str) -> list[str]:
     """Problems of a kubeadm config file (all its YAML documents) against kubeadm v1beta3."""
     try:
@@ -60,6 +62,7 @@ def check_kubeadm_config(text: str) -> list[str]:
     return problems
 
 
+@remembered
 def check_containerd_config(text: str, version: int) -> list[str]:
     """Problems of /etc/containerd/config.toml for config ``version`` (2: containerd 1.x, 3: 2.x)."""
     if version not in CONTAINERD_RUNC_OPTIONS:
@@ -83,6 +86,7 @@ def check_containerd_config(text: str, version: int) -> list[str]:
     return problems
 
 
+@remembered
 def check_manifests(text: str, kubernetes_version: str = "1.29.0") -> list[str]:
     """Problems of a multi-document manifest against the Kubernetes schemas, unknown fields included."""
     import kubernetes_validate

@@ -41,7 +41,8 @@ from vmstation.atomic import write_atomically
 from vmstation.context import HostContext
 from vmstation.errors import CommandError, CommandTimeout, HostError, Interrupted, Unsupported
 from vmstation.operations import CHANGE, SKIP, On, Operation, Step
-from vmstation.operations.base import size_of
+from vmstation.operations.base import Upload, size_of
+from vmstation.operations.files import split_stat_batch, stat_batch_probe
 from vmstation.status import Outcome
 
 
@@ -112,7 +113,9 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
         operations = list(phase.operations(ctx))
         outcome.digest = inputs_digest(operations, ctx.run.digest_key)
         pending = pending_markers(phase.name, ctx.host.name, operations)
-        outcome.steps = decide(operations, ctx, pending)
+        ahead = getattr(ctx, "prefetched", None)     # (digest, answers) asked up front (vmstation.lookahead)
+        answers = ahead[1] if ahead and ahead[0] == outcome.digest else None
+        outcome.steps = decide(operations, ctx, pending, answers)
         if ctx.plan:
             outcome.status = Outcome.PLANNED
         else:
@@ -134,27 +137,59 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
     return outcome
 
 
-def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str] | None = None) -> list[Step]:
+def decide(operations: list[Operation], ctx: HostContext, pending: dict[int, str] | None = None,
+           answers: list[str] | None = None) -> list[Step]:
     """Ask every probe in one command, then decide each operation in order (pure from here on).
 
     ``pending``: operation index -> marker of a handler recorded on the host by a cut run; asked in the
-    same command, and a recorded handler decides as if its triggers changed.
+    same command, and a recorded handler decides as if its triggers changed. ``answers``: the sections of
+    ``phase_probes`` already asked (the target's probes sent up front, ``lookahead``): no command then.
     """
     if not operations:
         return []
     pending = pending or {}
-    token = facts_mod.new_token()
-    probes = ["" if isinstance(op, On) else op.probe(detail=ctx.plan) for op in operations]
-    if pending:
-        probes.append(sh_list_markers(ctx.host.name))
-    answers = [""] * len(probes)
-    if any(probes):
-        output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
-        answers = facts_mod.split_sections(output, token, len(probes))
-    answers[:len(operations)] = _with_answers_elsewhere(operations, answers[:len(operations)], ctx)
-    recorded = set(answers[len(operations)].split()) if pending else set()
+    if answers is None:
+        probes = phase_probes(operations, ctx, pending)
+        answers = [""] * len(probes)
+        if any(probes):
+            token = facts_mod.new_token()
+            output = ctx.connection.run(facts_mod.probe_script(probes, token), check=False).stdout
+            answers = facts_mod.split_sections(output, token, len(probes))
+    return decide_answers(operations, ctx, pending, answers)
+
+
+def phase_probes(operations: list[Operation], ctx: HostContext, pending: dict[int, str]) -> list[str]:
+    """The probe sections of one phase on one host: each operation's own, then one stat and one sha256sum for
+    all its whole files, then the handlers a cut run recorded (when the phase has handlers)."""
+    batched = _batched_files(operations, ctx.plan)
+    probes = ["" if index in batched or isinstance(op, On) else op.probe(detail=ctx.plan)   # On: asked there
+              for index, op in enumerate(operations)]
+    probes.append(stat_batch_probe(list(batched.values())) if batched else "")
+    probes.append(sh_list_markers(ctx.host.name) if pending else "")
+    return probes
+
+
+def decide_answers(operations: list[Operation], ctx: HostContext, pending: dict[int, str],
+                   answers: list[str]) -> list[Step]:
+    """The steps from the answers of ``phase_probes`` (an ``On`` operation is asked on its own host first)."""
+    batched = _batched_files(operations, ctx.plan)
+    own = list(answers[:len(operations)])
+    for index, fact in zip(batched, split_stat_batch(answers[len(operations)], len(batched)), strict=True):
+        own[index] = fact
+    own = _with_answers_elsewhere(operations, own, ctx)
+    recorded = set(answers[len(operations) + 1].split()) if pending else set()
     left_over = {index for index, marker in pending.items() if marker in recorded}
-    return decide_steps(operations, answers[:len(operations)], left_over)
+    return decide_steps(operations, own, left_over)
+
+
+def _batched_files(operations: list[Operation], detail: bool) -> dict[int, str]:
+    """Operation index -> path, for the whole files whose probe is the phase's one stat and sha256sum."""
+    paths = {}
+    for index, operation in enumerate(operations):
+        path = operation.stat_path(detail) if hasattr(operation, "stat_path") else None
+        if path is not None:
+            paths[index] = path
+    return paths
 
 
 def decide_steps(operations: list[Operation], answers: list[str], left_over: set[int] = frozenset()) -> list[Step]:
@@ -224,20 +259,24 @@ def _with_answers_elsewhere(operations: list[Operation], answers: list[str], ctx
 
 def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -> None:
     token = facts_mod.new_token()
-    uploads = any(s.uploads for s in steps)
+    direct = placed_by_sftp(steps, ctx.host.is_root)
+    uploads = any(id(u) not in direct for s in steps for u in s.uploads)
     connection = ctx.connection
     staging_base = connection.staging_base() if uploads else None
     deadline = _script_deadline(steps, ctx)
     with connection.start() as script:
-        script.send(prologue(token, ctx.host.name, staging_base))
+        before = sftp_prelude(direct.values(), ctx.host.name, handlers) if direct else ""
+        script.send(prologue(token, ctx.host.name, staging_base, before))
         script.wait_for(f"{facts_mod.MARKER}-{token} locked", LOCK_WAIT + 30)
+        _place_by_sftp(steps, direct, ctx)     # under the lock, handlers recorded, before any command
         if uploads:
             staging = connection.new_staging_dir()
             script.send(f"vms_staging={shlex.quote(staging)}\n")   # removed by the script's exit trap, whatever happens
-            staged = _upload(steps, staging, ctx)
+            staged = _upload(steps, staging, ctx, direct)
         else:
             staged = {}
-        script.send(apply_script(steps, staged, token, ctx.host.name, handlers, _step_deadline(ctx)))
+        script.send(apply_script(steps, staged, token, ctx.host.name, handlers, _step_deadline(ctx),
+                                 placed=set(direct)))
         result = script.finish(deadline)
     sections = facts_mod.split_sections(result.stdout, token, len(steps) + 1)
     if result.exit_code != 0:
@@ -247,18 +286,60 @@ def _run_remote(steps: list[Step], ctx: HostContext, handlers: dict[int, str]) -
             ctx.run.keep(step.capture, output.strip())
 
 
-def _upload(steps: list[Step], staging: str, ctx: HostContext) -> dict[int, str]:
-    """Every upload into the staging directory; returns each upload's file name there."""
+def placed_by_sftp(steps: list[Step], root_login: bool) -> dict[int, Upload]:
+    """The uploads SFTP places by itself (``HostConnection.place``): with a root login, root:root files of
+    the steps before the first command (so no command ever sees them early or late). Others are staged and
+    placed by the script (a sudo login cannot write to /etc over SFTP; other owners need the host's names)."""
+    direct: dict[int, Upload] = {}
+    if not root_login:
+        return direct
+    for step in steps:
+        if step.commands:
+            break
+        direct.update({id(u): u for u in step.uploads if (u.owner, u.group) == ("root", "root")})
+    return direct
+
+
+def sftp_prelude(uploads, host: str, handlers: dict[int, str]) -> str:
+    """What the locked script does before SFTP places files: record the handlers, make the directories and
+    remove temp files a dead run left beside these targets; shell builtins unless there is work to do."""
+    lines = _record_handlers(host, handlers)
+    for directory in dict.fromkeys(u.path.rpartition("/")[0] or "/" for u in uploads):
+        quoted = shlex.quote(directory)
+        lines.append(f"[ -d {quoted} ] || mkdir -p -- {quoted} || exit 70")
+    for upload in uploads:
+        directory, _, base = upload.path.rpartition("/")
+        pattern = shlex.quote(f"{directory}/.{base}.vmstation-") + "??????"
+        lines.append(f'for vms_old in {pattern}; do [ ! -e "$vms_old" ] || rm -f -- "$vms_old"; done')
+    return "\n".join(lines) + "\n"
+
+
+def _place_by_sftp(steps: list[Step], direct: dict[int, Upload], ctx: HostContext) -> None:
+    for step in steps:
+        for upload in step.uploads:
+            if id(upload) in direct:
+                try:
+                    ctx.connection.place(upload.content, upload.path, int(upload.mode, 8))
+                except HostError as exc:
+                    raise type(exc)(ctx.host.name, f"{step.label}: placing {upload.path} over SFTP: "
+                                    f"{exc.message}") from exc
+
+
+def _upload(steps: list[Step], staging: str, ctx: HostContext, placed=()) -> dict[int, str]:
+    """Every upload not ``placed`` already into the staging directory; returns each one's file name there."""
     staged: dict[int, str] = {}
     for step in steps:
         for upload in step.uploads:
+            if id(upload) in placed:
+                continue
             staged[id(upload)] = str(len(staged))
             ctx.connection.upload(upload.content, f"{staging}/{staged[id(upload)]}")
     return staged
 
 
-def prologue(token: str, host: str, staging_base: str | None) -> str:
-    """The start of the placing script: the host's lock, leftovers of dead runs, then 'locked'."""
+def prologue(token: str, host: str, staging_base: str | None, before_locked: str = "") -> str:
+    """The start of the placing script: the host's lock, leftovers of dead runs, ``before_locked``, then
+    'locked'."""
     lines = [
         "export LC_ALL=C",
         "umask 022",
@@ -276,23 +357,30 @@ def prologue(token: str, host: str, staging_base: str | None) -> str:
         # staging of this host that no run holds the lock for any more: a run that was cut or interrupted
         pattern = shlex.quote(f"{staging_base}/{host}-") + "????????????"
         lines.append(f'for vms_old in {pattern}; do [ ! -e "$vms_old" ] || rm -rf -- "$vms_old"; done')
+    if before_locked:
+        lines.append(before_locked.rstrip("\n"))
     lines.append(f"echo '{facts_mod.MARKER}-{token} locked'")
     return "\n".join(lines) + "\n"
 
 
 def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: str,
-                 handlers: dict[int, str], default_deadline: float) -> str:
-    """The rest of the placing script: record handlers, then each step's files and commands, each checked."""
+                 handlers: dict[int, str], default_deadline: float, placed: set[int] = frozenset()) -> str:
+    """The rest of the placing script: record handlers, then each step's files and commands, each checked.
+
+    ``placed``: uploads SFTP already placed (``placed_by_sftp``); their handlers were recorded before that.
+    """
     marker = f"{facts_mod.MARKER}-{token}"
     lines = [PLACE_FUNCTIONS, _heredoc('"$vms_run/lib"', STEP_LIBRARY, f"{marker}-lib"),
              f"vms_fail() {{ printf '\\n%s\\n' \"{marker} failed $1 $2\"; exit \"$2\"; }}"]
-    if handlers:
+    if placed:
         lines.append(f"vms_pending={_pending_root(host)}")
-        lines.append('(umask 077 && mkdir -p "$vms_pending") || exit 70')
-        lines += [f': > "$vms_pending/{name}" || exit 70' for name in handlers.values()]
+    else:
+        lines += _record_handlers(host, handlers)
     for index, step in enumerate(steps):
         lines.append(f"echo '{marker} {index}'; echo '{marker} {index}' >&2")
         for upload in step.uploads:
+            if id(upload) in placed:
+                continue
             lines.append("vms_place \"$vms_staging\"/" + staged[id(upload)] + " "
                          + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group))
                          + f" || vms_fail {index} $?")
@@ -305,6 +393,13 @@ def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: st
             lines.append(f'rm -f -- "$vms_pending/{handlers[index]}"')
     lines.append(f"echo '{marker} {len(steps)}'")
     return "\n".join(lines) + "\n"
+
+
+def _record_handlers(host: str, handlers: dict[int, str]) -> list[str]:
+    if not handlers:
+        return []
+    return [f"vms_pending={_pending_root(host)}", '(umask 077 && mkdir -p "$vms_pending") || exit 70',
+            *[f': > "$vms_pending/{name}" || exit 70' for name in handlers.values()]]
 
 
 def _heredoc(path: str, text: str, delimiter: str) -> str:

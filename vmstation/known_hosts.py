@@ -33,9 +33,9 @@ def load(path: str | os.PathLike):
     Blank lines, comments, unknown key types and marker lines (``@cert-authority``,
     ``@revoked``: paramiko has no use for them) are skipped, as OpenSSH does.
     """
-    import paramiko
+    from vmstation.transport import import_paramiko
 
-    keys = paramiko.HostKeys()
+    keys = import_paramiko().HostKeys()
     for number, line in _lines(Path(path)):
         entry = _entry(path, number, line)
         if entry is not None:

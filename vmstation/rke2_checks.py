@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from vmstation.check_cache import remembered
+
 # Every flag of `rke2 server`, as config-file keys. Source: the RKE2 Server Configuration Reference,
 # docs.rke2.io/reference/server_config (rancher/rke2-docs, docs/reference/server_config.md), all its
 # tables, union of the v1.29-era page and the current one. A key may end in "+" to append to a
@@ -83,6 +85,7 @@ _CIDR_KEYS = ("cluster-cidr", "service-cidr")
 _IP_KEYS = ("node-ip", "node-external-ip", "advertise-address")
 
 
+@remembered
 def check_rke2_config(text: str, role: str = "server", joining: bool = False) -> list[str]:
     """Problems of an RKE2 config.yaml of a ``role`` ("server" | "agent") node, one line each; [] when good.
 

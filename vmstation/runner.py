@@ -35,7 +35,8 @@ from vmstation.errors import ConnectError, HostError, Interrupted, Unsupported
 from vmstation.execute import PhaseOutcome, inputs_digest, run_phase_on_host
 from vmstation.graph import Graph, Phase
 from vmstation.inventory import Host
-from vmstation.journal import Journal, RunLock
+from vmstation.journal import Journal, RunLock, state_dir
+from vmstation.lookahead import Lookahead
 from vmstation.status import Outcome
 from vmstation.templates import warm_up as warm_up_templates
 from vmstation.transport import HostConnection, SshOptions, warm_up
@@ -118,8 +119,19 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
     pool = ConnectionPool(ssh, run_ctx)
     warm_up(ssh)
     warm_up_templates()
-    run_ctx.remote = lambda host, script: pool.get(host).run(script).stdout
-    run_ctx.connect = pool.get
+    ahead = Lookahead(phases, run_ctx, lambda phase: _selected(phase, run_ctx, options.limit), pool,
+                      state_dir(run_ctx.inventory.path) / "facts.json")
+
+    # A command run on a host for another one (a join token, a drain on the control plane) may change what
+    # the answers asked ahead say: every host asks afresh after it.
+    def remote(host: Host, script: str) -> str:
+        ahead.forget()
+        return pool.get(host).run(script).stdout
+
+    def connect(host: Host) -> HostConnection:
+        ahead.forget()
+        return pool.get(host)
+    run_ctx.remote, run_ctx.connect = remote, connect
     run_ctx.limit = tuple(options.limit)   # node-remove acts on the hosts the operator named
     if options.step_deadline:
         run_ctx.step_deadline = options.step_deadline
@@ -147,7 +159,7 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
                                                message="finished in the last run",
                                                digest=finished[(phase.name, host.name)])
                     else:
-                        work[host.name] = executor.submit(_run_one, phase, host, run_ctx, pool, notify)
+                        work[host.name] = executor.submit(_run_one, phase, host, run_ctx, pool, notify, ahead)
                         continue
                     _record(outcome, status, result, journal, notify, run_ctx)
                 for name in sorted(work, key=[h.name for h in hosts].index):
@@ -205,7 +217,8 @@ def _no_remote(host: Host):
     return refuse
 
 
-def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPool", notify: Listener) -> PhaseOutcome:
+def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPool", notify: Listener,
+             ahead: Lookahead | None = None) -> PhaseOutcome:
     notify("start", {"phase": phase.name, "host": host.name})
     started = time.monotonic()
     try:
@@ -218,9 +231,19 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
                             message=f"unexpected error: {type(exc).__name__}: {exc}",
                             seconds=time.monotonic() - started, trace=traceback.format_exc())
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
+    sent = connection.commands_sent
+    try:
+        ctx.prefetched = ahead.answers(phase, host) if ahead else None    # the target's probes, asked up front
+    except Exception:  # noqa: BLE001 - a surprise up front only costs the phase its own probe command
+        log.warning("%s: asking ahead failed; %s asks on its own\n%s", host.name, phase.name, traceback.format_exc())
+        ctx.prefetched = None
     outcome = run_phase_on_host(phase, ctx)
+    outcome.commands_sent = connection.commands_sent - sent
     if outcome.changed:
         pool.forget_facts(host)  # this phase changed the host: the next phase asks afresh
+    if ahead and not run_ctx.plan and (outcome.changed or outcome.status != Outcome.OK and
+                                       any(s.runs_remotely for s in outcome.steps)):
+        ahead.forget()           # it changed something (or may have, failing while it applied): every host asks afresh
     return outcome
 
 
@@ -323,6 +346,10 @@ class ConnectionPool:
                 output = self._connections[host.name].run(host_facts_script(), check=False).stdout
                 self._facts[host.name] = parse_host_facts(output)
             return self._facts[host.name]
+
+    def remember_facts(self, host: Host, facts) -> None:
+        with self._lock_for(host):
+            self._facts[host.name] = facts
 
     def forget_facts(self, host: Host) -> None:
         self._facts.pop(host.name, None)

@@ -63,6 +63,9 @@ def _environment(directory: str):
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        # compiled templates kept between runs, keyed by name and source checksum, in Jinja's own private
+        # per-user directory (0700, its owner checked): a no-op run does not compile every template again
+        bytecode_cache=jinja2.FileSystemBytecodeCache(),
     )
     env.filters["to_json"] = _to_json
     env.filters["to_yaml_string"] = _to_yaml_string

@@ -1,7 +1,9 @@
 """SSH transport: one checked connection per host per run.
 
-A Fabric ``Connection`` carries the login (keys, the agent), but its defaults are
-wrong for us in four ways, replaced here:
+A paramiko ``SSHClient`` carries the login (keys, the agent). Fabric's ``Connection``
+used to wrap it; its defaults were wrong for us in four ways, replaced here, and once
+they were, it added nothing but an import (paramiko is imported without Invoke:
+``import_paramiko``):
 
 - Fabric applies ~/.ssh/config itself, ProxyJump included, and builds the jump
   host's connection with AutoAddPolicy and outside the network guard. We read
@@ -116,6 +118,10 @@ def route_to(host: Host, ssh_config: str | None = None) -> Route:
     HostName is where SSH connects (the inventory's address stays the node's address in the cluster).
     """
     config = _parsed_ssh_config(ssh_config)
+    if _has_match_exec(config):
+        raise ConnectError(host.name, "ssh_config has a `Match exec`: vmstation does not run it (a command run "
+                           "while reading the configuration escapes the network guard, as a ProxyCommand "
+                           "would); use Host blocks", transient=False)
     by_address = config.lookup(host.address)
     by_name = config.lookup(host.name)
     merged = {**by_address, **{k: v for k, v in by_name.items() if k != "hostname"}}
@@ -139,6 +145,12 @@ def route_to(host: Host, ssh_config: str | None = None) -> Route:
     address = hostname if hostname != host.name else host.address
     effective = dataclasses.replace(host, **changes) if changes else host
     return Route(effective, address, tuple(os.path.expanduser(k) for k in key_files), jump)
+
+
+def _has_match_exec(config) -> bool:
+    """Whether any ``Match`` block tests ``exec`` (paramiko runs those commands in every lookup)."""
+    return any(match.get("type") == "exec" for block in getattr(config, "_config", [])
+               for match in block.get("matches", []))
 
 
 def _jump_route(host: Host, spec: str, ssh_config: str | None) -> Route:
@@ -173,9 +185,9 @@ def _config_port(host: Host, value: str) -> int:
 class HostConnection:
     """A logged-in SSH session to one host: run scripts, reuse one SFTP session."""
 
-    def __init__(self, host: Host, fabric_connection, become_password=None, jump=None):
+    def __init__(self, host: Host, client, become_password=None, jump=None):
         self.host = host
-        self._fabric = fabric_connection
+        self._client = client              # a logged-in paramiko SSHClient
         self._become_password = become_password
         self._jump = jump                  # the ProxyJump hop's own client, closed with this connection
         self._sftp = None
@@ -183,7 +195,7 @@ class HostConnection:
 
     @classmethod
     def open(cls, host: Host, options: SshOptions, become_password, started: float) -> "HostConnection":
-        import fabric
+        paramiko = import_paramiko()
 
         route = route_to(host, options.ssh_config)
         remaining = max(1.0, options.deadline - (time.monotonic() - started))
@@ -194,16 +206,16 @@ class HostConnection:
             connect_kwargs = {"sock": sock, "banner_timeout": remaining, "auth_timeout": remaining}
             if route.key_files:
                 connect_kwargs["key_filename"] = list(route.key_files)
-            conn = fabric.Connection(route.address, user=route.host.ssh_user, port=route.host.ssh_port,
-                                     config=_fabric_config(), connect_kwargs=connect_kwargs, gateway=False)
-            _check_host_keys(conn.client, route.host, options, route.address)
-            _login(conn, route, options, sock)
+            client = paramiko.SSHClient()
+            _check_host_keys(client, route.host, options, route.address)
+            _login(client, route, options, dict(connect_kwargs, hostname=route.address, port=route.host.ssh_port,
+                                                username=route.host.ssh_user))
         except BaseException:
             if jump is not None:
                 jump.close()
             raise
-        conn.client.get_transport().set_keepalive(SSH_KEEPALIVE)
-        return cls(route.host, conn, become_password, jump)
+        client.get_transport().set_keepalive(SSH_KEEPALIVE)
+        return cls(route.host, client, become_password, jump)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -231,7 +243,7 @@ class HostConnection:
         """A root shell on one exec channel whose script is sent in parts (``RemoteScript``); closed after."""
         as_sudo = (not self.host.is_root) if sudo is None else sudo
         with _session_errors(self.host):
-            channel = self._fabric.client.get_transport().open_session()
+            channel = self._client.get_transport().open_session()
             self.commands_sent += 1
             try:
                 early_stderr = self._start_sudo(channel) if as_sudo else _exec(channel, "sh -s")
@@ -267,7 +279,7 @@ class HostConnection:
     def sftp(self):
         """The one SFTP session of this connection (opened on first use)."""
         if self._sftp is None:
-            self._sftp = self._fabric.client.open_sftp()
+            self._sftp = self._client.open_sftp()
         return self._sftp
 
     def staging_base(self) -> str:
@@ -297,34 +309,66 @@ class HostConnection:
         """``content``: bytes, or a LocalFile streamed in 1 MiB chunks (never read whole)."""
         with _session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
             handle.set_pipelined(True)
-            if isinstance(content, (bytes, bytearray)):
-                handle.write(content)
-                return
-            with content.open() as source:
-                for chunk in iter(lambda: source.read(1 << 20), b""):
-                    handle.write(chunk)
+            _write(handle, content)
+
+    def place(self, content, path: str, mode: int) -> None:
+        """Put ``content`` at ``path`` (root:root, ``mode``) atomically by SFTP alone: no process on the host.
+
+        The temp file beside the target is created (exclusively) with the final mode in the open request
+        itself, so it is never more open than the target will be; its mode is set again through the handle
+        (the server's umask may have narrowed it) before any byte is written; then it is renamed over the
+        target (posix-rename@openssh.com: atomic, replaces). A root login's files are born root:root, which
+        is why only root:root files take this path. The caller holds the host's lock and made the directory.
+        """
+        from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
+        from paramiko.sftp_attr import SFTPAttributes
+        from paramiko.sftp_file import SFTPFile
+
+        directory, _, base = path.rpartition("/")
+        temp = f"{directory}/.{base}.vmstation-{uuid.uuid4().hex[:6]}"
+        attributes = SFTPAttributes()
+        attributes.st_mode = mode
+        with _session_errors(self.host):
+            sftp = self.sftp()
+            kind, message = sftp._request(CMD_OPEN, temp, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
+                                          attributes)
+            if kind != CMD_HANDLE:
+                raise OSError(f"SFTP open of {temp} answered {kind}")
+            try:
+                with SFTPFile(sftp, message.get_binary(), "wb", -1) as handle:
+                    handle.chmod(mode)
+                    handle.set_pipelined(True)
+                    _write(handle, content)
+                sftp.posix_rename(temp, path)
+            except BaseException:
+                try:
+                    sftp.remove(temp)
+                except (OSError, EOFError):   # the session is gone: the next placing of this file removes it
+                    pass
+                raise
 
     def abort(self) -> None:
         """Cut the connection now (an interrupt): every command in flight ends with a ConnectError."""
-        transport = self._fabric.client.get_transport()
+        transport = self._client.get_transport()
         if transport is not None:
             transport.close()
 
     def close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()
-        self._fabric.close()
+        self._client.close()
         if self._jump is not None:
             self._jump.close()
 
 
-def _login(conn, route: Route, options: SshOptions, sock) -> None:
+def _login(client, route: Route, options: SshOptions, connect_kwargs: dict) -> None:
     """Handshake and log in; each way it can fail becomes one line that says what to do."""
     import paramiko
 
     host = route.host
+    sock = connect_kwargs["sock"]
     try:
-        conn.open()
+        client.connect(**connect_kwargs)
     except paramiko.BadHostKeyException as exc:
         sock.close()
         raise HostKeyError(host.name, f"host key for {route.address} does not match {options.known_hosts} "
@@ -484,6 +528,8 @@ def warm_up(options: SshOptions) -> None:
     """Import and load what connecting needs once, before worker threads start (they would queue on locks)."""
     import encodings.idna  # noqa: F401  (socket.create_connection imports it on first use)
 
+    import_paramiko()
+
     import tenacity  # noqa: F401
 
     _parsed_ssh_config(options.ssh_config)
@@ -496,13 +542,26 @@ def _addresses_of(host: Host, address: str, port: int) -> list[str]:
         raise ConnectError(host.name, f"cannot resolve {address}: {_describe(exc)}", transient=False) from exc
 
 
-def _fabric_config():
-    """A Config of its own for each connection (Invoke's Config is not safe to share between threads), with
-    no ssh_config in it: ``route_to`` has applied it already, and Fabric would add an unchecked gateway."""
-    import fabric
+def import_paramiko():
+    """paramiko, imported without Invoke.
+
+    paramiko.config imports Invoke (when installed, as Fabric's dependency) only to run ssh_config's
+    ``Match exec`` commands, and Invoke imports unittest.mock and asyncio: about 65 ms of every run's start
+    on this machine for nothing, since vmstation refuses ``Match exec`` (``route_to``) as it refuses
+    ProxyCommand. The ``fab`` entry point imports Invoke itself, before this, and keeps it.
+    """
+    import sys
+
+    if "paramiko" not in sys.modules and "invoke" not in sys.modules:
+        sys.modules["invoke"] = None          # makes `import invoke` fail inside paramiko.config only
+        try:
+            import paramiko  # noqa: F401
+        finally:
+            if sys.modules.get("invoke", 0) is None:
+                del sys.modules["invoke"]
     import paramiko
 
-    return fabric.Config(ssh_config=paramiko.SSHConfig())
+    return paramiko
 
 
 def _parsed_ssh_config(path: str | None):
@@ -661,6 +720,16 @@ class RemoteScript:
             raise EOFError("the connection was lost while the command ran")
         select.select([channel], [], [], 0.2)
         return True
+
+
+def _write(handle, content) -> None:
+    """``content``: bytes, or a LocalFile streamed in 1 MiB chunks (never read whole)."""
+    if isinstance(content, (bytes, bytearray)):
+        handle.write(content)
+        return
+    with content.open() as source:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            handle.write(chunk)
 
 
 def _active(channel) -> bool:

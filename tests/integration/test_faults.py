@@ -453,14 +453,13 @@ def test_two_runs_at_once_against_one_host_both_finish_and_keep_their_staging(ho
         results["a"] = run_t(one_phase(lambda ctx: [op.File(str(target_a), big)]), inventory_of(hosts, dir_a),
                              limit=(host.name,))
 
-    before = set(glob.glob(str(STAGING / f"{host.name}-*")))
     thread = threading.Thread(target=run_a)
     thread.start()
     try:
-        def staged_a_while():
-            for directory in set(glob.glob(str(STAGING / f"{host.name}-*"))) - before:
+        def staged_a_while():   # a root login: SFTP writes the temp beside the target, under the host's lock
+            for temp in glob.glob(str(host.root / ".a.img.vmstation-*")):
                 try:
-                    return os.path.getsize(os.path.join(directory, "0")) >= 4 << 20
+                    return os.path.getsize(temp) >= 4 << 20
                 except OSError:
                     continue
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from vmstation import operations as op
-from vmstation.execute import apply_script, inputs_digest, pending_markers, prologue
+from vmstation.execute import apply_script, inputs_digest, pending_markers, placed_by_sftp, prologue, sftp_prelude
 from vmstation.operations import CHANGE, Step, Upload
 
 
@@ -43,6 +43,26 @@ def test_a_handler_is_recorded_before_anything_is_placed_and_cleared_after_it_ra
     script = apply_script(planned, {id(planned[0].uploads[0]): "0"}, "tok", "h1", {2: "abc"}, 300.0)
     assert script.index(': > "$vms_pending/abc"') < script.index("vms_place \"$vms_staging\"")
     assert script.index("systemctl restart s") < script.index('rm -f -- "$vms_pending/abc"')
+
+
+def test_a_root_login_places_root_files_before_the_first_command_by_sftp_and_records_handlers_first():
+    """SFTP places the root:root files that no command precedes; the rest is staged and placed by the script.
+    The handlers are recorded, under the lock, before the script says 'locked' and SFTP places anything."""
+    late = Upload("/etc/late", b"y")
+    other = Upload("/etc/b", b"z", "0640", "root", "adm")
+    planned = steps()[:1] + [Step("file /etc/b", CHANGE, uploads=(other,))] + steps()[1:] + \
+        [Step("file /etc/late", CHANGE, uploads=(late,))]
+    direct = placed_by_sftp(planned, root_login=True)
+    assert list(direct.values()) == [planned[0].uploads[0]]
+    assert placed_by_sftp(planned, root_login=False) == {}
+    text = prologue("tok", "h1", None, sftp_prelude(direct.values(), "h1", {3: "abc"}))
+    assert text.index("flock -w 60 9") < text.index(': > "$vms_pending/abc"') \
+        < text.index("[ -d /etc ] || mkdir -p -- /etc") < text.index("echo '@@vmstation-tok locked'")
+    assert "for vms_old in /etc/.a.vmstation-??????; do" in text
+    script = apply_script(planned, {id(other): "0", id(late): "1"}, "tok", "h1", {3: "abc"}, 300.0,
+                          placed=set(direct))
+    assert ': > "$vms_pending' not in script and script.count("vms_place \"$vms_staging\"") == 2
+    assert "'/etc/a'" not in script and 'rm -f -- "$vms_pending/abc"' in script
 
 
 def test_handlers_are_the_operations_with_triggers():

@@ -183,7 +183,7 @@ def test_directory_absent_then_made_then_ok(tmp_path):
 
 def test_package_missing_is_installed_at_its_version_and_held():
     op = Package(("kubeadm", "kubelet"), version="1.29.15-1.1", hold=True)
-    step = op.decide("kubelet 1.29.15-1.1 installed\n", NOTHING)
+    step = op.decide("kubelet 1.29.15-1.1 installed install\n", NOTHING)
     assert (step.status, step.reason) == (CHANGE, "missing: kubeadm")
     install, hold = step.commands
     assert "apt-get install" in install and "kubeadm=1.29.15-1.1" in install and "kubelet=" not in install
@@ -199,14 +199,42 @@ def test_package_at_another_version_is_reinstalled():
 
 def test_package_installed_but_not_held_is_only_held():
     op = Package(("kubeadm",), version="1.29.15-1.1", hold=True)
-    step = op.decide("kubeadm 1.29.15-1.1 installed\n", NOTHING)
+    step = op.decide("kubeadm 1.29.15-1.1 installed install\n", NOTHING)
     assert (step.status, step.reason, step.commands) == (CHANGE, "not held", ("apt-mark hold kubeadm >/dev/null",))
 
 
 def test_package_installed_and_held_is_ok():
     op = Package(("kubeadm",), version="1.29.15-1.1", hold=True)
-    step = op.decide("kubeadm 1.29.15-1.1 installed\nheld kubeadm\n", NOTHING)
+    step = op.decide("kubeadm 1.29.15-1.1 installed hold\n", NOTHING)
     assert (step.status, step.reason) == (OK, "installed and held")
+
+
+def test_package_probe_asks_dpkg_alone_and_reads_this_machines_status():
+    """No apt cache is loaded on a no-op: dpkg-query's status fields say installed and held."""
+    probe = Package(("bash", "vmstation-no-such-package"), hold=True).probe(detail=False)
+    assert "apt-mark" not in probe and "apt-cache" not in probe
+    answer = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout
+    step = Package(("bash",)).decide(answer, NOTHING)
+    assert step.status == OK, answer
+    assert Package(("bash",), hold=True).decide(answer, NOTHING).reason == "not held"
+
+
+def test_files_of_a_phase_are_asked_in_one_stat_and_one_sha256sum(tmp_path):
+    """The batch gives each file what its own probe would have said (mode, owner, digest; absent; not a file)."""
+    from vmstation.operations.files import _stat_probe, parse_stat, split_stat_batch, stat_batch_probe
+
+    (tmp_path / "a b").write_text("one\n")
+    (tmp_path / "c").write_bytes(b"\xff")
+    os.chmod(tmp_path / "c", 0o600)
+    paths = [str(tmp_path / "a b"), str(tmp_path / "missing"), str(tmp_path), str(tmp_path / "c")]
+    probe = stat_batch_probe(paths)
+    assert probe.count("stat ") == 1 and probe.count("sha256sum") == 1
+    batch = split_stat_batch(subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout, len(paths))
+    alone = [subprocess.run(["sh", "-c", _stat_probe(p, False)], capture_output=True, text=True).stdout
+             for p in paths]
+    assert [parse_stat(f) for f in batch] == [parse_stat(f) for f in alone]
+    assert parse_stat(batch[3]).mode == "0600" and parse_stat(batch[1]) is None
+    assert split_stat_batch("y\n", 2) == ["absent", "absent"]     # a cut answer: uploaded again, never trusted
 
 
 def test_package_removed_but_with_config_left_counts_as_missing():
@@ -448,3 +476,20 @@ def test_a_local_file_is_hashed_once_per_run_streamed_and_seen_changed(tmp_path,
     assert step.uploads[0].content is first and "3145728 bytes" in step.diff
     artifact.write_bytes(b"y" * 10)                                 # a new file: a new digest (--resume sees it)
     assert local_file(artifact).sha256 != first.sha256
+
+
+def test_a_plain_check_is_asked_with_the_probes_and_runs_as_a_step_only_when_it_failed_or_after_a_change():
+    """A no-op sends nothing more for a verification that passes; its failure is still a step's failure."""
+    def answer(check):
+        return subprocess.run(["sh", "-c", check.probe(detail=False)], capture_output=True, text=True).stdout
+
+    passing, failing = Check("true", "passes"), Check("false | true", "fails under pipefail")
+    assert passing.decide(answer(passing), NOTHING).status == OK
+    assert passing.decide(answer(passing), frozenset({"file /etc/x"})).status == CHECK     # after a change
+    assert passing.decide("", NOTHING).status == CHECK                                   # not asked
+    step = failing.decide(answer(failing), NOTHING)
+    assert (step.status, step.commands) == (CHECK, ("false | true",))
+    set_e = Check("false; true", "fails under set -e")
+    assert set_e.decide(answer(set_e), NOTHING).status == CHECK
+    for kept in (wait_until("true", "x"), Check("true", "c", capture="v"), Check("true", "s", secret=True)):
+        assert kept.probe(detail=False) == "" and kept.decide("", NOTHING).status == CHECK

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -121,6 +124,28 @@ def test_proxyjump_becomes_a_checked_hop_and_proxycommand_is_refused(tmp_path):
     assert not caught.value.transient
     with pytest.raises(ConnectError, match="several hops"):
         route(tmp_path, "Host masternode\n  ProxyJump a,b\n")
+
+
+def test_match_exec_is_refused_without_running_it(tmp_path):
+    ran = tmp_path / "ran"
+    with pytest.raises(ConnectError, match="`Match exec`: vmstation does not run it") as caught:
+        route(tmp_path, f"Match exec \"touch {ran}\"\n  User ops\nHost masternode\n  Port 2222\n")
+    assert not caught.value.transient and not ran.exists()
+
+
+def test_a_run_loads_neither_fabric_nor_invoke(tmp_path):
+    """paramiko is imported without Invoke (and its unittest.mock and asyncio); Fabric is not imported at all."""
+    script = ("import sys\n"
+              "from vmstation import known_hosts, runner\n"
+              "from vmstation.transport import SshOptions, warm_up\n"
+              f"known_hosts.load({str(tmp_path / 'known_hosts')!r})\n"
+              f"warm_up(SshOptions(known_hosts={str(tmp_path / 'known_hosts')!r}, ssh_config=None))\n"
+              "import paramiko\n"
+              "print(sorted(m for m in ('fabric', 'invoke', 'unittest.mock', 'asyncio') if m in sys.modules))\n")
+    (tmp_path / "known_hosts").write_text("")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_no_engine_module_names_a_policy_that_accepts_unknown_keys():

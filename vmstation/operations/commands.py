@@ -56,6 +56,9 @@ class Command(Operation):
         return Step(self.label, CHANGE, reason, commands=(self.script,), deadline=self.deadline)
 
 
+CHECK_PASSED = "vmstation-check-passed"
+
+
 @dataclass(frozen=True)
 class Check(Operation):
     """Runs every time and changes nothing: a bounded wait, a verification, a value captured for later phases."""
@@ -70,7 +73,24 @@ class Check(Operation):
     def label(self) -> str:
         return f"check {self.description}"
 
+    @property
+    def asked_with_probes(self) -> bool:
+        """A plain verification is asked with the phase's probes (a no-op sends nothing more for it); a wait
+        (its own deadline), a capture or a secret runs as a step, as does any check after a change."""
+        return not (self.capture or self.secret or self.deadline)
+
+    def probe(self, detail: bool) -> str:
+        if not self.asked_with_probes:
+            return ""
+        # as a step would run it: its own shell, set -e (pipefail under bash), stdin from /dev/null
+        script = shlex.quote("set -e\n[ -z \"${BASH_VERSION:-}\" ] || set -o pipefail\n" + self.script + "\n")
+        return (f"vms_s=sh; command -v bash >/dev/null 2>&1 && vms_s=bash; "
+                f'"$vms_s" -c {script} </dev/null >/dev/null 2>&1 && echo {CHECK_PASSED}')
+
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        if self.asked_with_probes and not changed and fact.strip() == CHECK_PASSED:
+            return Step(self.label, OK, f"{self.description}: passed (asked with the probes)")
+        # failed, not asked, or something changed before it: run as a step, whose failure is reported in full
         return Step(self.label, CHECK, self.description, commands=(self.script,), capture=self.capture,
                     secret=self.secret or getattr(self.capture, "secret", False), deadline=self.deadline)
 

@@ -6,6 +6,7 @@ import base64
 import difflib
 import hashlib
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Callable
 
@@ -46,6 +47,11 @@ class File(Operation):
 
     def probe(self, detail: bool) -> str:
         return _stat_probe(self.path, with_content=detail and not self.secret)
+
+    def stat_path(self, detail: bool) -> str | None:
+        """The path to ask in the phase's one stat and one sha256sum (``stat_batch_probe``), unless the probe
+        must read the content too (a plan's diff)."""
+        return None if detail and not self.secret else self.path
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         current = parse_stat(fact)
@@ -172,6 +178,35 @@ def _stat_probe(path: str, with_content: bool) -> str:
     content = sh("; base64 -w0 -- {}; echo", path) if with_content else ""
     return sh("if [ -f {0} ]; then stat -c '%a %U %G' -- {0}; sha256sum -- {0} | cut -c1-64", path) + content + \
         "; else echo absent; fi"
+
+
+def stat_batch_probe(paths: list[str]) -> str:
+    """One probe for many files: which are regular files (shell builtins), then one ``stat`` and one
+    ``sha256sum`` over those. ``split_stat_batch`` turns the answer into each file's ``_stat_probe`` answer."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return (f'set --; for vms_p in {quoted}; do if [ -f "$vms_p" ]; then echo y; set -- "$@" "$vms_p"; '
+            'else echo n; fi; done\n'
+            "if [ $# -gt 0 ]; then stat -c '%a %U %G' -- \"$@\"; sha256sum -- \"$@\"; fi")
+
+
+def split_stat_batch(answer: str, count: int) -> list[str]:
+    """Each file's answer, in ``_stat_probe``'s shape; a file whose lines did not come back counts as absent
+    (it is uploaded again, which is safe)."""
+    lines = answer.splitlines()
+    flags, rest = lines[:count], lines[count:]
+    present = sum(1 for flag in flags if flag == "y")
+    if len(flags) < count or len(rest) != 2 * present:
+        return ["absent"] * count
+    stats, sums = rest[:present], rest[present:]
+    facts, taken = [], 0
+    for flag in flags:
+        if flag != "y":
+            facts.append("absent")
+            continue
+        # sha256sum writes a leading backslash when the name needed escaping
+        facts.append(f"{stats[taken]}\n{sums[taken].lstrip(chr(92))[:64]}\n")
+        taken += 1
+    return facts
 
 
 def parse_stat(fact: str) -> FileState | None:

@@ -29,8 +29,10 @@ class Package(Operation):
         if self.manager == "dnf":
             query = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE} installed\\n'"
             return f"{query} {names} 2>/dev/null | grep ' installed$'"
-        return (f"dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Status}}\\n' {names} 2>/dev/null;"
-                f" apt-mark showhold {names} 2>/dev/null | sed 's/^/held /'")
+        # dpkg's own status says installed and held: db:Status-Want is "hold" once `apt-mark hold` set the dpkg
+        # selection (apt-mark(8): "hold ... the package is held back"; dpkg-query(1): db:Status-Want). One
+        # process, no apt cache loaded (`apt-mark showhold` reads apt's whole cache).
+        return f"dpkg-query -W -f='${{Package}} ${{Version}} ${{db:Status-Status}} ${{db:Status-Want}}\\n' {names}"
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         installed, held = _parse_packages(fact)
@@ -181,8 +183,8 @@ def _parse_packages(fact: str) -> tuple[dict[str, str], set[str]]:
     installed, held = {}, set()
     for row in fact.splitlines():
         parts = row.split()
-        if len(parts) == 2 and parts[0] == "held":
-            held.add(parts[1])
-        elif len(parts) >= 3 and parts[2] == "installed":
+        if len(parts) >= 3 and parts[2] == "installed":
             installed[parts[0].split(":")[0]] = parts[1]
+            if len(parts) >= 4 and parts[3] == "hold":
+                held.add(parts[0].split(":")[0])
     return installed, held
