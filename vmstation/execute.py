@@ -79,13 +79,14 @@ STEP_DEADLINE = 300.0                     # seconds a step's command may run unl
 STEP_LIBRARY = r"""set -e
 [ -z "${BASH_VERSION:-}" ] || set -o pipefail
 umask 022
-vms_apt_update() {  # apt-get update once per placing script
-  if [ ! -e "$VMS_RUN/apt-updated" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    : > "$VMS_RUN/apt-updated"
-  fi
-}
 """
+
+# What a step that declares ``fresh_apt_index`` runs before its own commands: apt-get update, once per placing
+# script (a phase installing three packages updates the lists once).
+APT_INDEX_UPDATE = r"""if [ ! -e "$VMS_RUN/apt-updated" ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  : > "$VMS_RUN/apt-updated"
+fi"""
 
 # vms_place staged-file target mode owner group: an empty temp with the final owner and mode, filled, renamed
 PLACE_FUNCTIONS = r"""vms_place() {
@@ -384,7 +385,8 @@ def apply_script(steps: list[Step], staged: dict[int, str], token: str, host: st
             lines.append("vms_place \"$vms_staging\"/" + staged[id(upload)] + " "
                          + " ".join(shlex.quote(v) for v in (upload.path, upload.mode, upload.owner, upload.group))
                          + f" || vms_fail {index} $?")
-        for number, command in enumerate(step.commands):
+        commands = (APT_INDEX_UPDATE, *step.commands) if step.fresh_apt_index else step.commands
+        for number, command in enumerate(commands):
             path = f'"$vms_run/{index}.{number}"'
             lines.append(_heredoc(path, f'. "$VMS_RUN/lib"\n{command}\n', f"{marker}-cmd"))
             deadline = int(step.deadline or default_deadline)
@@ -479,7 +481,7 @@ def _stable(value) -> str:
 def _script_deadline(steps: list[Step], ctx: HostContext) -> float:
     """The whole placing script's deadline: every command's own, the lock wait and some slack."""
     default = _step_deadline(ctx)
-    commands = sum((s.deadline or default) + 5 for s in steps for _ in s.commands)
+    commands = sum(((s.deadline or default) + 5) * (len(s.commands) + s.fresh_apt_index) for s in steps)
     return commands + LOCK_WAIT + 60 + sum(size_of(u.content) for s in steps for u in s.uploads) / 1e6
 
 

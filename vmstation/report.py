@@ -57,6 +57,8 @@ def _full_plan(outcomes: list[PhaseOutcome], show_unchanged: bool, verbose: int)
                 out.extend("      " + line for line in step.diff.rstrip("\n").splitlines())
             for upload in step.uploads:
                 out.append(f"      place {upload.path} mode {upload.mode} {upload.owner}:{upload.group}")
+            if step.fresh_apt_index:
+                out.append("      $ apt-get update  (the package lists, once per host and phase)")
             for command in step.commands:
                 out.append("      $ " + ("(command hidden: secret)" if step.secret else command))
         out += _own_files_line(own)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 from vmstation import operations as op
-from vmstation.execute import apply_script, inputs_digest, pending_markers, placed_by_sftp, prologue, sftp_prelude
+from vmstation.execute import APT_INDEX_UPDATE, apply_script, inputs_digest, pending_markers, placed_by_sftp, prologue, sftp_prelude
 from vmstation.operations import CHANGE, Step, Upload
 
 
@@ -85,3 +86,19 @@ def test_the_digest_changes_with_content_commands_and_closed_over_values_and_wit
                   [op.File("/etc/a", "one\n", mode="0600"), op.Command("true", "t"), edit("x")]):
         assert inputs_digest(other) != inputs_digest(same)
     assert inputs_digest(same, b"k1") != inputs_digest(same, b"k2")
+
+
+def test_a_step_needing_fresh_apt_lists_gets_them_first_and_once_per_script(tmp_path):
+    """The operation declares the need (Step.fresh_apt_index); the executor runs the update, once."""
+    install = Step("apt a", CHANGE, commands=("apt-get install a",), fresh_apt_index=True)
+    other = Step("apt b", CHANGE, commands=("apt-get install b",), fresh_apt_index=True)
+    script = apply_script([install, other], {}, "tok", "h", {}, 300)
+    assert script.count("apt-get update") == 2 and script.index("apt-get update") < script.index("install a")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n")
+    (fake / "apt-get").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "VMS_RUN": str(tmp_path)}
+    for _ in range(2):            # two steps of one placing script: the lists are updated once
+        subprocess.run(["sh", "-c", APT_INDEX_UPDATE], env=env, check=True, timeout=10)
+    assert (tmp_path / "calls").read_text() == "update -q\n"

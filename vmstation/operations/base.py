@@ -90,6 +90,8 @@ class Step:
     secret: bool = False             # never show content, diff or output
     deadline: float | None = None    # seconds each of its commands may run (None: the run's default, 300 s)
     on: Any = None                   # the Host it runs on when not the phase's own host (``On``)
+    fresh_apt_index: bool = False    # its commands need apt's package lists fresh: the executor updates them
+                                     # first, once per placing script
 
     @property
     def runs_remotely(self) -> bool:

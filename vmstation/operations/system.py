@@ -45,7 +45,8 @@ class Package(Operation):
         if not commands:
             return Step(self.label, OK, "installed" + (" and held" if self.hold else ""))
         reason = f"missing: {', '.join(missing)}" if missing else "not held"
-        return Step(self.label, CHANGE, reason, commands=tuple(commands), deadline=PACKAGE_DEADLINE)
+        return Step(self.label, CHANGE, reason, commands=tuple(commands), deadline=PACKAGE_DEADLINE,
+                    fresh_apt_index=bool(missing) and self.manager == "apt")
 
     def _install(self, names: list[str]) -> str:
         spec = [f"{n}={self.version}" if self.version and self.manager == "apt" else
@@ -54,7 +55,7 @@ class Package(Operation):
         if self.manager == "dnf":
             return f"dnf install -y -q {quoted}"
         unhold = " ".join(shlex.quote(n) for n in names)
-        return (f"vms_apt_update; apt-mark unhold {unhold} >/dev/null 2>&1 || true; "
+        return (f"apt-mark unhold {unhold} >/dev/null 2>&1 || true; "
                 f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
                 f"--allow-change-held-packages {quoted}")
 
