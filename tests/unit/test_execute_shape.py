@@ -6,7 +6,8 @@ import re
 import subprocess
 
 from vmstation import operations as op
-from vmstation.execute import APT_INDEX_UPDATE, apply_script, inputs_digest, pending_markers, placed_by_sftp, prologue, sftp_prelude
+from vmstation.execute import (APT_INDEX_UPDATE, apply_script, inputs_digest, pending_markers, placed_by_sftp,
+                               prologue, sftp_prelude)
 from vmstation.operations import CHANGE, Step, Upload
 
 
