@@ -22,8 +22,11 @@ for secrets on the way:
 - a handler (restart, reload, a command run when something changed) that this
   script will run is first recorded on the host; the record is removed once it ran,
   so a cut in between makes the next run run it (``pending_markers``).
-A cut connection leaves uploads in staging only; the target files are either the
-old ones or the new ones, never half-written.
+With a root login, the root:root files of the steps before the first command skip
+staging: under the lock, with the handlers recorded, SFTP itself creates each temp
+file with its final mode, writes it and posix-renames it (``placed_by_sftp``).
+A cut connection leaves uploads in staging (or such a temp file) only; the target
+files are either the old ones or the new ones, never half-written.
 """
 
 from __future__ import annotations
