@@ -24,13 +24,13 @@ def rke2_notice(version: str, today: datetime.date | None = None) -> str:
 
 def supported_lines(today: datetime.date) -> list[str]:
     """The Kubernetes minors still in upstream support on ``today``, oldest first."""
-    return [minor for minor, end in sorted(versions.KUBERNETES_END_OF_LIFE.items(), key=lambda kv: _minor_key(kv[0]))
+    return [minor for minor, end in sorted(versions.KUBERNETES_END_OF_LIFE.items(), key=lambda kv: minor_key(kv[0]))
             if datetime.date.fromisoformat(end) >= today]
 
 
 def _notice(product: str, version: str, today: datetime.date | None) -> str:
     today = today or datetime.date.today()
-    minor = _minor_of(version)
+    minor = minor_of(version)
     end = versions.KUBERNETES_END_OF_LIFE.get(minor)
     if end is None or datetime.date.fromisoformat(end) >= today:
         return ""
@@ -42,11 +42,13 @@ def _notice(product: str, version: str, today: datetime.date | None) -> str:
             f"{move}")
 
 
-def _minor_of(version: str) -> str:
+def minor_of(version: str) -> str:
+    """``"1.29"`` for "1.29.15", "v1.35.7+rke2r1" or "v1.29"; "" for anything else."""
     match = re.match(r"v?(\d+)\.(\d+)", version)
     return f"{match[1]}.{match[2]}" if match else ""
 
 
-def _minor_key(minor: str) -> tuple[int, int]:
+def minor_key(minor: str) -> tuple[int, int]:
+    """``(1, 29)`` for "1.29": minors in their numeric order."""
     major, _, rest = minor.partition(".")
     return int(major), int(rest)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from vmstation import versions
 from vmstation.errors import InputError
+from vmstation.support import minor_key, minor_of
 
 _KUBEADM = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+|x))?$")
 _RKE2 = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+|x))?(\+rke2r\d+)?$")
@@ -62,13 +63,8 @@ def _check_rke2(to: str) -> None:
                          f"(v{match[1]}.{match[2]}.{match[3]}+rke2r1), or give the minor alone")
 
 
-def minor_of(version: str) -> str:
-    match = re.match(r"v?(\d+)\.(\d+)", version)
-    return f"{match[1]}.{match[2]}" if match else ""
-
-
 def _chain(current: str, wanted: str, newest_of) -> list[UpgradeStep]:
-    here, there = _key(minor_of(current)), _key(minor_of(wanted))
+    here, there = minor_key(minor_of(current)), minor_key(minor_of(wanted))
     if there < here or (there == here and _patch_key(wanted) < _patch_key(current)):
         raise InputError(f"--to {wanted}: the cluster runs {current}; a downgrade is not an upgrade "
                          "(kubeadm and RKE2 support neither; restore an etcd snapshot instead)")
@@ -104,11 +100,6 @@ def _resolve(text: str, pattern: re.Pattern, option: str, newest_of) -> str:
 
 def _plain(version: str) -> str:
     return version.strip().lstrip("v")
-
-
-def _key(minor: str) -> tuple[int, int]:
-    major, _, rest = minor.partition(".")
-    return int(major), int(rest)
 
 
 def _patch_key(version: str) -> tuple[int, int]:

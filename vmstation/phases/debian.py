@@ -156,9 +156,9 @@ def containerd_version_warning(installed: str, kubernetes: str = versions.KUBERN
     The floor is per containerd series; a series the table does not list for this Kubernetes minor is below
     the floor when it is older than every series listed (1.5 for 1.29), and not judged when it is newer.
     """
-    minor = ".".join(kubernetes.lstrip("v").split(".")[:2])
+    minor = support.minor_of(kubernetes)
     floors = versions.CONTAINERD_MINIMUM_BY_KUBERNETES.get(minor, {})
-    series = ".".join(installed.split(".")[:2])
+    series = support.minor_of(installed)
     floor = floors.get(series) or (min(floors.values(), key=_version_tuple) if floors and all(
         _version_tuple(series) < _version_tuple(s) for s in floors) else None)
     if floor and _version_tuple(installed) < _version_tuple(floor):
@@ -271,7 +271,7 @@ def _kube_binaries_from_apt(ctx: HostContext):
     yield Package(("apt-transport-https", "ca-certificates", "curl", "gpg"))
     yield Directory("/etc/apt/keyrings")
     # The cluster's own version (an upgrade moves it on: `vmstation upgrade debian`), from its minor's repository.
-    minor = ".".join(ctx.cluster.version.lstrip("v").split(".")[:2])
+    minor = support.minor_of(ctx.cluster.version)
     repo = f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
     yield Command(sh("curl -fsSL {} | gpg --dearmor -o {}", repo + "Release.key", KEYRING),
                   f"fetch the pkgs.k8s.io v{minor} signing key", creates=KEYRING)

@@ -371,7 +371,7 @@ def monitoring(ctx: HostContext):
     Chosen over `kubectl apply`: no kubeconfig or kubectl round trip from here, a second run compares
     files only (0 changed without asking the API), and RKE2 re-applies them after a restart or a reset.
     """
-    kubernetes = ".".join(ctx.cluster.version.lstrip("v").split(".")[:2]) + ".0"
+    kubernetes = support.minor_of(ctx.cluster.version) + ".0"
     for template in rhel.RKE2_MONITORING_MANIFESTS:
         text = ctx.render(template, checked_by=lambda text: check_manifests(text, kubernetes_version=kubernetes))
         name = Path(template).name.removesuffix(".j2")

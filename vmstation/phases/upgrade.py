@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmstation import versions
+from vmstation import support, versions
 from vmstation.artifacts import verified_files
 from vmstation.context import HostContext
 from vmstation.errors import InputError, Unsupported
@@ -49,7 +49,7 @@ def step_version(ctx: HostContext) -> str:
 
 
 def release_of(version: str) -> versions.KubernetesRelease:
-    minor = ".".join(version.lstrip("v").split(".")[:2])
+    minor = support.minor_of(version)
     if minor not in versions.KUBERNETES_RELEASES:
         raise InputError(f"--to {version}: Kubernetes {minor} is not in versions.KUBERNETES_RELEASES")
     return versions.KUBERNETES_RELEASES[minor]
@@ -70,7 +70,7 @@ def preflight(ctx: HostContext):
                      f"registry.k8s.io/pause:{pause} (versions.KUBERNETES_RELEASES): pods still start, kubeadm warns")
     if not ctx.host.has_role("control-plane"):
         return
-    minor = ".".join(to.split(".")[:2])
+    minor = support.minor_of(to)
     before = f"{minor.split('.')[0]}.{int(minor.split('.')[1]) - 1}"
     yield Check(f"v=$(kubeadm version -o short); case \"$v\" in v{before}.*|v{minor}.*) ;; *) echo \"kubeadm is "
                 f"$v: a step to {to} starts from {before} (kubeadm upgrades one minor at a time)\" >&2; exit 1;; esac",
@@ -89,7 +89,7 @@ def repository(ctx: HostContext):
     if ctx.cluster.artifacts_dir:
         return
     release = release_of(step_version(ctx))
-    minor = ".".join(release.patch.split(".")[:2])
+    minor = support.minor_of(release.patch)
     keyring = f"/etc/apt/keyrings/kubernetes-v{minor}.gpg"
     yield Command(sh("curl -fsSL {} | gpg --dearmor -o {}", release.apt_repo() + "Release.key", keyring),
                   f"fetch the pkgs.k8s.io v{minor} signing key", creates=keyring)
