@@ -28,6 +28,11 @@ KUBECTL = "kubectl --kubeconfig=/etc/kubernetes/admin.conf"
 NOT_INITIALISED = "no-control-plane"
 
 
+def _expiration_probe() -> str:
+    """kubeadm's own expiration table, or NOT_INITIALISED where no control plane was made yet."""
+    return f"if [ -e {ADMIN_CONF} ]; then {certs.kubeadm_check_command()}; else echo {NOT_INITIALISED}; fi"
+
+
 @dataclass(frozen=True)
 class CertificateExpiry(Operation):
     """The control plane's certificates judged: ok, a warning within ``warn_days``, a failure once expired."""
@@ -40,7 +45,7 @@ class CertificateExpiry(Operation):
         return "certificate expiry"
 
     def probe(self, detail: bool) -> str:
-        return f"if [ -e {ADMIN_CONF} ]; then {certs.kubeadm_check_command()}; else echo {NOT_INITIALISED}; fi"
+        return _expiration_probe()
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         if fact.strip() == NOT_INITIALISED:
@@ -64,7 +69,7 @@ class Renewal(Operation):
         return "renew every kubeadm certificate and restart the control-plane static pods"
 
     def probe(self, detail: bool) -> str:
-        return f"if [ -e {ADMIN_CONF} ]; then {certs.kubeadm_check_command()}; else echo {NOT_INITIALISED}; fi"
+        return _expiration_probe()
 
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         if fact.strip() == NOT_INITIALISED:
