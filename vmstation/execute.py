@@ -112,7 +112,6 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
     """Plan or apply ``phase`` on ``ctx.host``; never raises: any error is this pair's failure."""
     started = time.monotonic()
     outcome = PhaseOutcome(phase.name, ctx.host.name, Outcome.OK)
-    sent_before = ctx.connection.commands_sent if ctx.connection else 0
     try:
         operations = list(phase.operations(ctx))
         outcome.digest = inputs_digest(operations, ctx.run.digest_key)
@@ -136,8 +135,6 @@ def run_phase_on_host(phase, ctx: HostContext) -> PhaseOutcome:
         outcome.message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
         outcome.trace = traceback.format_exc()
     outcome.seconds = time.monotonic() - started
-    if ctx.connection:
-        outcome.commands_sent = ctx.connection.commands_sent - sent_before
     return outcome
 
 

@@ -238,7 +238,7 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
         log.warning("%s: asking ahead failed; %s asks on its own\n%s", host.name, phase.name, traceback.format_exc())
         ctx.prefetched = None
     outcome = run_phase_on_host(phase, ctx)
-    outcome.commands_sent = connection.commands_sent - sent
+    outcome.commands_sent = connection.commands_sent - sent   # the phase's own and, for its first, asked ahead
     if outcome.changed:
         pool.forget_facts(host)  # this phase changed the host: the next phase asks afresh
     if ahead and not run_ctx.plan and (outcome.changed or outcome.status != Outcome.OK and
