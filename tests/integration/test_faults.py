@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_engine_push import inventory_of
 from vmstation import operations as op
 from vmstation.context import RunContext
 from vmstation.errors import InputError
 from vmstation.graph import Graph, Phase, Target, all_hosts
-from vmstation.inventory import Cluster, Host, Inventory
+from vmstation.inventory import Inventory
 from vmstation.journal import RunLock, read_entries
 from vmstation.runner import RunOptions, RunResult, run
 from vmstation.testing import netns
@@ -34,15 +35,6 @@ from vmstation.transport import DEAD_PEER_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 STAGING = Path(pwd.getpwnam("root").pw_dir) / ".vmstation-staging"
-
-
-def inventory_of(hosts, directory: Path) -> Inventory:
-    members = tuple(Host(name=h.name, address=h.address, cluster="lab", roles=("worker",),
-                         ssh_key=str(hosts.client_key)) for h in hosts)
-    cluster = Cluster("lab", "kubeadm", "1.29.15", "10.244.0.0/16", "10.96.0.0/12", f"{hosts[0].address}:6443",
-                      "flannel")
-    return Inventory(path=str(directory / "hosts.toml"), hosts=members, clusters=(cluster,),
-                     known_hosts=str(hosts.known_hosts))
 
 
 def one_phase(operations, name: str = "work") -> Graph:
