@@ -15,7 +15,7 @@ from typing import TextIO
 from vmstation.execute import PhaseOutcome
 from vmstation.operations import CHANGE, CHECK, OK, SKIP, WARN
 from vmstation.status import Outcome
-from vmstation.transport import UNKNOWN_KEY
+from vmstation.host_keys import UNKNOWN_KEY
 
 SYMBOLS = {CHANGE: "~", OK: "=", SKIP: "!", CHECK: ">", WARN: "?"}
 BRIEF_OVER_LINES = 120             # a full plan longer than this is shown brief unless --diff asks for it

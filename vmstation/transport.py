@@ -7,19 +7,16 @@ they were, it added nothing but an import (paramiko is imported without Invoke:
 
 - Fabric applies ~/.ssh/config itself, ProxyJump included, and builds the jump
   host's connection with AutoAddPolicy and outside the network guard. We read
-  ssh_config ourselves (``route_to``): for each key the inventory leaves unset,
-  HostName, User, Port, IdentityFile and ProxyJump come from it (inventory, then
-  ssh_config, then defaults); a ProxyJump hop is checked like any host (known_hosts,
-  the guard); a ProxyCommand is refused, since its traffic could be checked by neither.
+  ssh_config ourselves (vmstation.ssh_routes) and check a ProxyJump hop like any host.
 
 - Fabric installs paramiko's AutoAddPolicy (accept any host key). We load the
   inventory's known_hosts and reject unknown keys, unless the operator asked to
-  trust new ones, in which case they are recorded in that file.
+  trust new ones, in which case they are recorded in that file (vmstation.host_keys).
 - paramiko leaves TCP_NODELAY off, so every round trip waits on delayed ACKs
   (about 40 ms). We open the socket ourselves with TCP_NODELAY set.
 - Fabric's ``run`` drives each command through Invoke's threaded runner. We run a
-  shell script over one exec channel with the script on stdin: nothing of it
-  lands in argv, and a sudo password travels the same way, after sudo asked.
+  shell script over one exec channel with the script on stdin (vmstation.remote_script):
+  nothing of it lands in argv, and a sudo password travels the same way, after sudo asked.
 
 Dead peers end: TCP keepalive and TCP_USER_TIMEOUT on the socket, SSH keepalive on
 the transport, and a deadline on every command. A host whose link vanishes mid-command
@@ -29,10 +26,7 @@ the transport, and a deadline on every command. A host whose link vanishes mid-c
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
 import errno
-import functools
 import logging
 import os
 import select
@@ -44,29 +38,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from vmstation.errors import CommandError, CommandTimeout, ConnectError, HostKeyError, InputError, SudoError
+from vmstation.errors import CommandError, ConnectError, HostKeyError, InputError, SudoError
+from vmstation.host_keys import check_host_keys
 from vmstation.inventory import Host
+from vmstation.remote_script import CommandResult, RemoteScript, describe, failure_summary, session_errors
+from vmstation.ssh_routes import Route, parsed_ssh_config, route_to
 
 log = logging.getLogger(__name__)
 
 SUDO_PROMPT = "[vmstation] sudo password: "
 SUDO_READY = "__vmstation_sudo_ready__"
 CONNECT_TIMEOUT = 5.0
-UNKNOWN_KEY = "unknown host key for "      # the report gathers these into one line per host
-DEFAULT_SSH_CONFIG = "~/.ssh/config"
 COMMAND_DEADLINE = 300.0     # seconds any one remote command may take unless its caller says otherwise
 SSH_KEEPALIVE = 5            # seconds of silence before paramiko sends an SSH keepalive
 # A peer that stops answering (its link gone, no FIN) is declared dead once data sent to it has gone
 # unacknowledged this long (TCP_USER_TIMEOUT, also bounding keepalive probes): keepalives make sure there is
 # such data within SSH_KEEPALIVE seconds, so a vanished host fails within about 25 s.
 DEAD_PEER_SECONDS = 20
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_code: int
-    stdout: str
-    stderr: str
 
 
 @dataclass(frozen=True)
@@ -77,16 +65,6 @@ class SshOptions:
     trust_new_host_keys: bool = False
     deadline: float = 30.0           # seconds a host may take to connect, retries included
     ssh_config: str | None = None    # None = the user's ~/.ssh/config
-
-
-@dataclass(frozen=True)
-class Route:
-    """How to reach one host once ssh_config filled what the inventory left unset."""
-
-    host: Host                        # ssh_user, ssh_port and ssh_key as they will be used
-    address: str                      # where the TCP connection goes (HostName, else the inventory's address)
-    key_files: tuple[str, ...] = ()   # IdentityFile(s); empty: the agent and the default keys
-    jump: "Route | None" = None       # a ProxyJump hop, checked like any host
 
 
 def connect(host: Host, options: SshOptions, become_password=None) -> "HostConnection":
@@ -108,78 +86,7 @@ def connect(host: Host, options: SshOptions, become_password=None) -> "HostConne
     except (ConnectError, InputError):   # a malformed known_hosts is bad input, not an unreachable host
         raise
     except Exception as exc:  # tenacity re-raised a low-level error after the deadline
-        raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {_describe(exc)}") from exc
-
-
-def route_to(host: Host, ssh_config: str | None = None) -> Route:
-    """``host`` with what ssh_config says for it, where hosts.toml is silent (as ``ssh HOST`` would read it).
-
-    The Host blocks are matched against the inventory's host name, then its address; the name's block wins.
-    HostName is where SSH connects (the inventory's address stays the node's address in the cluster).
-    """
-    config = _parsed_ssh_config(ssh_config)
-    if _has_match_exec(config):
-        raise ConnectError(host.name, "ssh_config has a `Match exec`: vmstation does not run it (a command run "
-                           "while reading the configuration escapes the network guard, as a ProxyCommand "
-                           "would); use Host blocks", transient=False)
-    by_address = config.lookup(host.address)
-    by_name = config.lookup(host.name)
-    merged = {**by_address, **{k: v for k, v in by_name.items() if k != "hostname"}}
-    given = host.ssh_set
-    changes = {}
-    if "ssh_user" not in given and "user" in merged:
-        changes["ssh_user"] = merged["user"]
-    if "ssh_port" not in given and "port" in merged:
-        changes["ssh_port"] = _config_port(host, merged["port"])
-    key_files = (host.ssh_key,) if host.ssh_key else ()
-    if "ssh_key" not in given and merged.get("identityfile"):
-        key_files = tuple(merged["identityfile"])
-    if merged.get("proxycommand", "none").lower() != "none":
-        raise ConnectError(host.name, f"ssh_config gives a ProxyCommand for {host.name}: vmstation does not run "
-                           "it (its traffic would escape host-key checking and the network guard); use ProxyJump",
-                           transient=False)
-    jump = None
-    if merged.get("proxyjump", "none").lower() != "none":
-        jump = _jump_route(host, merged["proxyjump"], ssh_config)
-    hostname = by_name.get("hostname", host.name)
-    address = hostname if hostname != host.name else host.address
-    effective = dataclasses.replace(host, **changes) if changes else host
-    return Route(effective, address, tuple(os.path.expanduser(k) for k in key_files), jump)
-
-
-def _has_match_exec(config) -> bool:
-    """Whether any ``Match`` block tests ``exec`` (paramiko runs those commands in every lookup)."""
-    return any(match.get("type") == "exec" for block in getattr(config, "_config", [])
-               for match in block.get("matches", []))
-
-
-def _jump_route(host: Host, spec: str, ssh_config: str | None) -> Route:
-    """One ProxyJump hop ``[user@]name[:port]``, itself completed from ssh_config."""
-    if "," in spec:
-        raise ConnectError(host.name, f"ProxyJump {spec!r} has several hops; vmstation follows one",
-                           transient=False)
-    user, _, rest = spec.rpartition("@")
-    name, _, port = rest.partition(":")
-    if not port.isdigit() and port:
-        raise ConnectError(host.name, f"ProxyJump {spec!r} is not [user@]host[:port]", transient=False)
-    config = _parsed_ssh_config(ssh_config).lookup(name)
-    if config.get("proxyjump", "none").lower() != "none" or config.get("proxycommand", "none").lower() != "none":
-        raise ConnectError(host.name, f"ProxyJump host {name} has a proxy of its own; vmstation follows one hop",
-                           transient=False)
-    given = {"ssh_user"} if user else set()
-    given |= {"ssh_port"} if port else set()
-    hop = Host(name=f"{host.name}-jump", address=config.get("hostname", name), cluster=host.cluster,
-               roles=host.roles, ssh_user=user or config.get("user", "root"),
-               ssh_port=int(port) if port else _config_port(host, config.get("port", "22")),
-               ssh_set=frozenset(given))
-    keys = tuple(os.path.expanduser(k) for k in config.get("identityfile", ()))
-    return Route(hop, hop.address, keys)
-
-
-def _config_port(host: Host, value: str) -> int:
-    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
-        raise ConnectError(host.name, f"ssh_config gives Port {value!r}, which is not a port", transient=False)
-    return int(value)
+        raise ConnectError(host.name, f"cannot connect to {host.address}:{host.ssh_port}: {describe(exc)}") from exc
 
 
 class HostConnection:
@@ -207,7 +114,7 @@ class HostConnection:
             if route.key_files:
                 connect_kwargs["key_filename"] = list(route.key_files)
             client = paramiko.SSHClient()
-            _check_host_keys(client, route.host, options, route.address)
+            check_host_keys(client, route.host, options, route.address)
             _login(client, route, options, dict(connect_kwargs, hostname=route.address, port=route.host.ssh_port,
                                                 username=route.host.ssh_user))
         except BaseException:
@@ -233,7 +140,7 @@ class HostConnection:
         _log_command(self.host, self.commands_sent, script, result,
                      (not self.host.is_root) if sudo is None else sudo)
         if check and result.exit_code != 0:
-            raise CommandError(self.host.name, _failure_summary(result), result.exit_code,
+            raise CommandError(self.host.name, failure_summary(result), result.exit_code,
                                result.stdout + result.stderr)
         return result
 
@@ -242,7 +149,7 @@ class HostConnection:
               on_line: Callable[[str], None] | None = None) -> Iterator["RemoteScript"]:
         """A root shell on one exec channel whose script is sent in parts (``RemoteScript``); closed after."""
         as_sudo = (not self.host.is_root) if sudo is None else sudo
-        with _session_errors(self.host):
+        with session_errors(self.host):
             channel = self._client.get_transport().open_session()
             self.commands_sent += 1
             try:
@@ -284,7 +191,7 @@ class HostConnection:
 
     def staging_base(self) -> str:
         """The directory that holds every staging directory (absolute), made private if it is new."""
-        with _session_errors(self.host):
+        with session_errors(self.host):
             sftp = self.sftp()
             try:
                 sftp.mkdir(".vmstation-staging", 0o700)
@@ -299,7 +206,7 @@ class HostConnection:
         SFTP; the placing script copies each file beside its target before renaming it over the target.
         """
         base = self.staging_base()
-        with _session_errors(self.host):
+        with session_errors(self.host):
             sftp = self.sftp()
             path = f"{base}/{self.host.name}-{uuid.uuid4().hex[:12]}"
             sftp.mkdir(path, 0o700)
@@ -307,7 +214,7 @@ class HostConnection:
 
     def upload(self, content, remote_path: str) -> None:
         """``content``: bytes, or a LocalFile streamed in 1 MiB chunks (never read whole)."""
-        with _session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
+        with session_errors(self.host), self.sftp().open(remote_path, "wb") as handle:
             handle.set_pipelined(True)
             _write(handle, content)
 
@@ -328,7 +235,7 @@ class HostConnection:
         temp = f"{directory}/.{base}.vmstation-{uuid.uuid4().hex[:6]}"
         attributes = SFTPAttributes()
         attributes.st_mode = mode
-        with _session_errors(self.host):
+        with session_errors(self.host):
             sftp = self.sftp()
             kind, message = sftp._request(CMD_OPEN, temp, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL,
                                           attributes)
@@ -396,7 +303,7 @@ def _open_jump(host: Host, hop: Route, options: SshOptions, remaining: float):
 
     sock = _open_socket(host, min(CONNECT_TIMEOUT, remaining), hop.address, hop.host.ssh_port)
     client = paramiko.SSHClient()
-    _check_host_keys(client, hop.host, options, hop.address, via=host)
+    check_host_keys(client, hop.host, options, hop.address, via=host)
     try:
         client.connect(hop.address, port=hop.host.ssh_port, username=hop.host.ssh_user, sock=sock,
                        key_filename=list(hop.key_files) or None, timeout=remaining, banner_timeout=remaining,
@@ -409,7 +316,7 @@ def _open_jump(host: Host, hop: Route, options: SshOptions, remaining: float):
         client.close()
         if isinstance(exc.__cause__ or exc.__context__, HostKeyError):
             raise exc.__cause__ or exc.__context__ from exc
-        raise ConnectError(host.name, f"ProxyJump {hop.host.ssh_user}@{hop.address}: {_describe(exc)}",
+        raise ConnectError(host.name, f"ProxyJump {hop.host.ssh_user}@{hop.address}: {describe(exc)}",
                            transient=not isinstance(exc, paramiko.AuthenticationException)) from exc
     return client
 
@@ -426,7 +333,7 @@ def _channel_through(jump, host: Host, route: Route):
                                                  ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
     except Exception as exc:
         raise ConnectError(host.name, f"ProxyJump could not reach {route.address}:{route.host.ssh_port}: "
-                           f"{_describe(exc)}") from exc
+                           f"{describe(exc)}") from exc
 
 
 def _is_encrypted_key(path: str) -> bool:
@@ -446,21 +353,6 @@ def _is_encrypted_key(path: str) -> bool:
         except ValueError:
             return False
     return False
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _session_errors(host: Host) -> Iterator[None]:
-    """A connection cut mid-command or mid-upload fails this host alone (a HostError), not the whole run."""
-    import paramiko
-
-    try:
-        yield
-    except (EOFError, OSError, paramiko.SSHException) as exc:
-        reason = "the host closed the connection" if isinstance(exc, EOFError) else _describe(exc)
-        raise ConnectError(host.name, f"SSH session failed: {reason}") from exc
 
 
 def ssh_answers(address: str, port: int = 22, connect_timeout: float = 1.0, read_timeout: float = 2.0) -> bool:
@@ -499,11 +391,11 @@ def _open_socket(host: Host, timeout: float, address: str | None = None, port: i
     try:
         sock = socket.create_connection((address, port), timeout=timeout)
     except (ConnectionRefusedError, socket.gaierror) as exc:
-        raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}"
+        raise ConnectError(host.name, f"cannot reach {address}:{port}: {describe(exc)}"
                            + (" (nothing listens there: check the port)" if isinstance(exc, ConnectionRefusedError)
                               else ""), transient=False) from exc
     except OSError as exc:   # no route at all will not come; a host that does not answer ARP may be booting
-        raise ConnectError(host.name, f"cannot reach {address}:{port}: {_describe(exc)}",
+        raise ConnectError(host.name, f"cannot reach {address}:{port}: {describe(exc)}",
                            transient=exc.errno != errno.ENETUNREACH) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _detect_dead_peers(sock)
@@ -532,14 +424,14 @@ def warm_up(options: SshOptions) -> None:
 
     import tenacity  # noqa: F401
 
-    _parsed_ssh_config(options.ssh_config)
+    parsed_ssh_config(options.ssh_config)
 
 
 def _addresses_of(host: Host, address: str, port: int) -> list[str]:
     try:
         return sorted({info[4][0] for info in socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)})
     except socket.gaierror as exc:
-        raise ConnectError(host.name, f"cannot resolve {address}: {_describe(exc)}", transient=False) from exc
+        raise ConnectError(host.name, f"cannot resolve {address}: {describe(exc)}", transient=False) from exc
 
 
 def import_paramiko():
@@ -564,164 +456,6 @@ def import_paramiko():
     return paramiko
 
 
-def _parsed_ssh_config(path: str | None):
-    """The given ssh_config file, else ~/.ssh/config: a read-only paramiko SSHConfig, parsed once per version."""
-    import paramiko
-
-    chosen = os.path.expanduser(path or DEFAULT_SSH_CONFIG)
-    try:
-        stat = os.stat(chosen)
-    except OSError:
-        if path:
-            from vmstation.errors import InputError
-
-            raise InputError(f"--ssh-config {path}: file not found") from None
-        return paramiko.SSHConfig()
-    return _parse_ssh_config(chosen, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_ssh_config(path: str, stamp: int, size: int):
-    """Keyed by modification time and size too: an edited file is read again."""
-    import paramiko
-
-    try:
-        return paramiko.SSHConfig.from_path(path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        from vmstation.errors import InputError
-
-        raise InputError(f"{path}: cannot read it as ssh_config: {_describe(exc)}") from None
-
-
-def _check_host_keys(client, host: Host, options: SshOptions, address: str | None = None,
-                     via: Host | None = None) -> None:
-    """Replace Fabric's AutoAddPolicy: known keys only, new ones only when asked, and recorded.
-
-    known_hosts is parsed once per run; each client gets only the entries for its own host. Every SSH
-    client of the engine (a host's, a ProxyJump hop's) goes through here.
-    """
-    known_hosts = os.path.expanduser(options.known_hosts)
-    address = address or host.address
-    name = address if host.ssh_port == 22 else f"[{address}]:{host.ssh_port}"
-    for key_type, key in (_parsed_known_hosts(known_hosts).lookup(name) or {}).items():
-        client.get_host_keys().add(name, key_type, key)
-    client.set_missing_host_key_policy(_TrustNewPolicy(known_hosts) if options.trust_new_host_keys
-                                       else _RejectPolicy(via or host, known_hosts, address if via else None))
-
-
-def _parsed_known_hosts(path: str):
-    import paramiko
-
-    try:
-        stamp = os.stat(path).st_mtime_ns
-    except OSError:
-        return paramiko.HostKeys()
-    return _parse_known_hosts(path, stamp)
-
-
-@functools.lru_cache(maxsize=4)
-def _parse_known_hosts(path: str, stamp: int):
-    """Keyed by modification time too: a key recorded by --trust-new-host-keys is seen by later connections."""
-    from vmstation import known_hosts
-
-    return known_hosts.load(path)
-
-
-class _RejectPolicy:
-    def __init__(self, host: Host, known_hosts: str, jump: str | None = None):
-        self.host, self.known_hosts, self.jump = host, known_hosts, jump
-
-    def missing_host_key(self, client, hostname, key):
-        hop = f" (its ProxyJump hop {self.jump})" if self.jump else ""
-        raise HostKeyError(self.host.name, f"{UNKNOWN_KEY}{hostname}{hop} ({key.get_name()} {key.fingerprint}) not in "
-                           f"{self.known_hosts}; compare it with the host's own, then record it with "
-                           f"`vmstation hosts trust {self.host.name}` (or --trust-new-host-keys)")
-
-
-class _TrustNewPolicy:
-    """The operator said to trust keys seen for the first time: record them in known_hosts."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        from vmstation import known_hosts
-
-        known_hosts.append(self.known_hosts, hostname, key)     # newline-safe, atomic, under a lock
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        log.warning("recorded new host key for %s (%s) in %s", hostname, key.fingerprint, self.known_hosts)
-
-
-class RemoteScript:
-    """A shell on one exec channel: send its script in parts, wait for a line, then collect the result.
-
-    Parts let a script take a lock on the host and say so before the uploads it guards start.
-    Output is decoded incrementally (UTF-8, undecodable bytes replaced), so no content can raise.
-    """
-
-    def __init__(self, host: Host, channel, early_stderr: str, on_line=None):
-        self.host, self.channel, self.on_line = host, channel, on_line
-        self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._err = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.stdout, self.stderr, self._pending = "", early_stderr, ""
-
-    def send(self, text: str) -> None:
-        with _session_errors(self.host):
-            self.channel.sendall(text.encode())
-
-    def wait_for(self, line: str, timeout: float) -> None:
-        """Read until ``line`` is a whole line of stdout; CommandError if the script ended first."""
-        deadline = time.monotonic() + timeout
-        with _session_errors(self.host):
-            while f"\n{line}\n" not in "\n" + self.stdout:
-                if not self._read(deadline, timeout):
-                    result = CommandResult(self.channel.recv_exit_status(), self.stdout, self.stderr)
-                    raise CommandError(self.host.name, _failure_summary(result), result.exit_code,
-                                       result.stdout + result.stderr)
-
-    def finish(self, timeout: float) -> CommandResult:
-        """Close stdin, read everything until the script exits (within ``timeout`` seconds)."""
-        deadline = time.monotonic() + timeout
-        with _session_errors(self.host):
-            self.channel.shutdown_write()
-            while self._read(deadline, timeout):
-                pass
-            code = self.channel.recv_exit_status()
-        self.stdout += self._out.decode(b"", final=True)
-        self.stderr += self._err.decode(b"", final=True)
-        return CommandResult(code, self.stdout, self.stderr)
-
-    def _read(self, deadline: float, timeout: float) -> bool:
-        """Take what has arrived; False once the command has exited and everything was read."""
-        channel = self.channel
-        if time.monotonic() > deadline:
-            raise CommandTimeout(self.host.name, f"no end within its deadline of {timeout:.0f}s "
-                                 f"(last output: {_tail_of(self.stderr or self.stdout)})", timeout)
-        got = False
-        if channel.recv_ready():
-            chunk = self._out.decode(channel.recv(65536))
-            self.stdout += chunk
-            got = True
-            if self.on_line:
-                self._pending += chunk
-                *lines, self._pending = self._pending.split("\n")
-                for line in lines:
-                    self.on_line(line)
-        if channel.recv_stderr_ready():
-            self.stderr += self._err.decode(channel.recv_stderr(65536))
-            got = True
-        if got:
-            return True
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-            if channel.exit_status == -1 and not _active(channel):
-                raise EOFError("the connection was lost before the command ended")
-            return False
-        if not _active(channel):
-            raise EOFError("the connection was lost while the command ran")
-        select.select([channel], [], [], 0.2)
-        return True
-
-
 def _write(handle, content) -> None:
     """``content``: bytes, or a LocalFile streamed in 1 MiB chunks (never read whole)."""
     if isinstance(content, (bytes, bytearray)):
@@ -730,16 +464,6 @@ def _write(handle, content) -> None:
     with content.open() as source:
         for chunk in iter(lambda: source.read(1 << 20), b""):
             handle.write(chunk)
-
-
-def _active(channel) -> bool:
-    transport = channel.get_transport()
-    return transport is not None and transport.is_active()
-
-
-def _tail_of(text: str) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-2:]
-    return " | ".join(kept)[-300:] or "none"
 
 
 def _log_command(host: Host, number: int, script: str, result: CommandResult, as_sudo: bool) -> None:
@@ -754,11 +478,6 @@ def _log_command(host: Host, number: int, script: str, result: CommandResult, as
               result.stderr.strip()[-300:] or "(empty)")
 
 
-def _failure_summary(result: CommandResult) -> str:
-    tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-    return f"exit code {result.exit_code}: " + " | ".join(tail)
-
-
 def _is_transient(exc: BaseException) -> bool:
     """Worth another attempt: the host may still be booting. Wrong keys and passwords are not."""
     import paramiko
@@ -769,6 +488,3 @@ def _is_transient(exc: BaseException) -> bool:
         return exc.transient and "authentication failed" not in exc.message
     return isinstance(exc, (OSError, EOFError, paramiko.SSHException))
 
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -175,7 +175,7 @@ def test_a_hop_outside_the_allowed_networks_is_refused_before_any_packet(lab, tm
 
 def test_every_ssh_client_the_engine_creates_checks_host_keys(lab, tmp_path, monkeypatch):
     """Direct, through a hop, and with --trust-new-host-keys: each client's policy at connect time."""
-    from vmstation.transport import _RejectPolicy, _TrustNewPolicy
+    from vmstation.host_keys import RejectPolicy, TrustNewPolicy
 
     policies = []
     real_connect = paramiko.SSHClient.connect
@@ -199,5 +199,5 @@ def test_every_ssh_client_the_engine_creates_checks_host_keys(lab, tmp_path, mon
             host = dataclasses.replace(host, ssh_key=str(lab.client_key), ssh_set=frozenset({"ssh_key"}))
         connect(host, options).close()
     assert len(policies) == 4                    # direct, hop + target, trust-new
-    assert set(policies) <= {_RejectPolicy, _TrustNewPolicy}
-    assert policies.count(_TrustNewPolicy) == 1
+    assert set(policies) <= {RejectPolicy, TrustNewPolicy}
+    assert policies.count(TrustNewPolicy) == 1

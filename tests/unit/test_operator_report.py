@@ -93,7 +93,7 @@ roles = ["control-plane"]
 
 
 def route(tmp_path: Path, ssh_config: str, extra: str = ""):
-    from vmstation.transport import route_to
+    from vmstation.ssh_routes import route_to
 
     config = tmp_path / "ssh_config"
     config.write_text(ssh_config)
