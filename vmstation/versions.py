@@ -15,6 +15,15 @@ CNI_PLUGINS = "v1.3.0"
 CONTAINERD_TARBALL = "1.7.22"                    # containerd_source = "tarball": the release the artifacts dir holds
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
 
+# kubeadm's config API per Kubernetes minor. v1beta4 came with kubeadm 1.31 (kubernetes/kubernetes PR #125029
+# "kubeadm: enable the v1beta4 API": "v1beta3 is now marked as deprecated but will continue to be supported until
+# version 1.34 or later"); v1beta3 was removed in 1.36 (PR #136016, merged 2026-01: "removed the v1beta3 API which
+# was deprecated since v1.31. The 1.35 kubeadm binary can be used to migrate to v1beta4"; kubeadm 1.36 refuses it:
+# "your configuration file uses an old API spec: \"kubeadm.k8s.io/v1beta3\"", kubernetes-sigs/image-builder PR
+# #2154). deploy-debian renders v1beta4 from 1.31 (kubespray did the same, kubernetes-sigs/kubespray PR #13027).
+KUBEADM_V1BETA4_SINCE = (1, 31)
+KUBEADM_V1BETA3_REMOVED_IN = (1, 36)
+
 FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.27.4"
 FLANNEL_CNI_PLUGIN_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1"
 
@@ -154,6 +163,7 @@ def as_dict() -> dict:
         "rke2": RKE2,
         "cni_plugins": CNI_PLUGINS,
         "sandbox_image": SANDBOX_IMAGE,
+        "kubeadm_v1beta4_since": list(KUBEADM_V1BETA4_SINCE),
         "flannel_image": FLANNEL_IMAGE,
         "flannel_cni_plugin_image": FLANNEL_CNI_PLUGIN_IMAGE,
         "images": dict(IMAGES),
