@@ -22,7 +22,7 @@ from vmstation.execute import PhaseOutcome, decide_steps
 from vmstation.inventory import Host
 from vmstation.maintenance import _parts
 from vmstation.offline import assumed_facts
-from vmstation.operations import Check, Directory, Fetch, File, On, Service
+from vmstation.operations import Check, Directory, Fetch, File, Notice, On, Service
 from vmstation.phases import upgrade as debian_upgrade
 from vmstation.phases.certs import CertificateExpiry
 from vmstation.report import format_plan
@@ -163,6 +163,20 @@ def test_the_control_plane_preflight_judges_every_kubelet_against_the_step_and_a
 
     assert debian_upgrade.KubeletSkew("1.31.14") in preflight_of("masternode")
     assert not [o for o in preflight_of("storagenodet3500") if isinstance(o, debian_upgrade.KubeletSkew)]
+
+
+@pytest.mark.parametrize("to, pause", [("1.30.14", None), ("1.31.14", "3.10"), ("1.35.7", "3.10.1"),
+                                       ("1.36.3", "3.10.2")])
+def test_the_preflight_names_the_pause_image_the_steps_kubeadm_expects(homelab, to, pause):
+    ctx = HostContext(RunContext(homelab, plan=True, upgrade_to=to), homelab.host("masternode"), None,
+                      facts_source=lambda: assumed_facts("debian"))
+    notices = [o.message for o in debian_upgrade.preflight(ctx) if isinstance(o, Notice)]
+    if pause is None:                      # 1.30's kubeadm expects 3.9, containerd's pinned sandbox image
+        assert not notices
+    else:
+        assert notices == [f"containerd's sandbox image is registry.k8s.io/pause:3.9; kubeadm {to} expects "
+                           f"registry.k8s.io/pause:{pause} (versions.KUBERNETES_RELEASES): pods still start, "
+                           "kubeadm warns"]
 
 
 # -- RKE2 --------------------------------------------------------------------------------------------------------
