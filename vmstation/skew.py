@@ -76,29 +76,36 @@ def judge(api_server: str, nodes: list[tuple[str, str]], to: str) -> Verdict:
     after_name = to if target >= now else api_server.lstrip("v")
     refusals, warnings = [], []
     for name, kubelet in nodes:
-        minor = _minor(kubelet)
-        window = window_of(kubelet)
+        minor, window = _minor(kubelet), window_of(kubelet)
         behind = after[1] - minor[1] if after[0] == minor[0] else 99
         if minor > now:
-            refusals.append(
-                f"node {name} runs kubelet {kubelet}, newer than the API server ({api_server}): a kubelet must "
-                "not be newer than kube-apiserver (Version Skew Policy); put that node's kubelet back to "
-                f"{_name(now)} (the API server's minor) and restart it, then run the upgrade again")
+            refusals.append(_newer(name, kubelet, api_server))
         elif behind > window:
-            refusals.append(
-                f"node {name} runs kubelet {kubelet}; once the API server runs {after_name} (it runs {api_server} "
-                f"now) that is {behind} minors older, and the Version Skew Policy allows {window}: bring that "
-                f"node to {_name((after[0], after[1] - window))} or newer first (drain it, then kubeadm, "
-                "`kubeadm upgrade node` and kubelet of the API server's minor there), or remove it "
-                f"(vmstation node remove {name}) and join it again at the cluster's version (deploy-debian)")
-        elif target[1] - minor[1] > 1 and target[0] == minor[0]:
-            warnings.append(
-                f"node {name} runs kubelet {kubelet}, {target[1] - minor[1]} minors behind this step to {to} "
-                f"(the API server runs {api_server}): inside the Version Skew Policy's window of {window}, so the "
-                f"step goes on; its part drains it and installs kubelet {to} over {kubelet}")
+            refusals.append(_outside(name, kubelet, api_server, after, after_name, behind, window))
+        elif target[0] == minor[0] and target[1] - minor[1] > 1:
+            warnings.append(_far_behind(name, kubelet, api_server, to, target[1] - minor[1], window))
     listed = ", ".join(f"{name} {kubelet}" for name, kubelet in nodes)
-    summary = f"API server {api_server}; kubelets: {listed}"
-    return Verdict(api_server, tuple(refusals), tuple(warnings), summary)
+    return Verdict(api_server, tuple(refusals), tuple(warnings), f"API server {api_server}; kubelets: {listed}")
+
+
+def _newer(name: str, kubelet: str, api_server: str) -> str:
+    return (f"node {name} runs kubelet {kubelet}, newer than the API server ({api_server}): a kubelet must not be "
+            "newer than kube-apiserver (Version Skew Policy); put that node's kubelet back to "
+            f"{_name(_minor(api_server))} (the API server's minor) and restart it, then run the upgrade again")
+
+
+def _outside(name, kubelet, api_server, after, after_name, behind, window) -> str:
+    return (f"node {name} runs kubelet {kubelet}; once the API server runs {after_name} (it runs {api_server} now) "
+            f"that is {behind} minors older, and the Version Skew Policy allows {window}: bring that node to "
+            f"{_name((after[0], after[1] - window))} or newer first (drain it, then kubeadm, `kubeadm upgrade node` "
+            f"and kubelet of the API server's minor there), or remove it (vmstation node remove {name}) and join it "
+            "again at the cluster's version (deploy-debian)")
+
+
+def _far_behind(name, kubelet, api_server, to, minors, window) -> str:
+    return (f"node {name} runs kubelet {kubelet}, {minors} minors behind this step to {to} (the API server runs "
+            f"{api_server}): inside the Version Skew Policy's window of {window}, so the step goes on; its part "
+            f"drains it and installs kubelet {to} over {kubelet}")
 
 
 def window_of(kubelet: str) -> int:
