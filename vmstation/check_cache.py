@@ -92,7 +92,8 @@ def _checker() -> str:
     from vmstation import config_checks, rke2_checks
 
     digest = hashlib.sha256()
-    for path in (config_checks.__file__, rke2_checks.__file__, config_checks.KUBEADM_FIELDS_FILE):
+    for path in (config_checks.__file__, rke2_checks.__file__, config_checks.KUBEADM_FIELDS_FILE,
+                 config_checks.KUBEADM_V1BETA4_FIELDS_FILE):
         digest.update(Path(path).read_bytes())
     try:
         digest.update(metadata.version("kubernetes-validate").encode())

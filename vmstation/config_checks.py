@@ -4,8 +4,10 @@ Each check takes the rendered text and returns a list of problems, one line each
 list means the file is right. They catch what the tools themselves let through:
 
 - kubeadm only warns about unknown fields, so a config with fields that v1beta3 no longer
-  has (``dns.type``, ``apiServer.advertiseAddress``) is silently half-ignored. The field set
-  comes from the Go types and ships as data: ``templates/kubeadm/v1beta3-fields.json``.
+  has (``dns.type``, ``apiServer.advertiseAddress``) is silently half-ignored. The field sets
+  come from the Go types and ship as data: ``templates/kubeadm/v1beta3-fields.json`` and
+  ``v1beta4-fields.json``. Given the cluster's Kubernetes version, the config's API version
+  must be one that kubeadm release reads (v1beta4 from 1.31, v1beta3 before 1.36).
 - containerd reads ``SystemdCgroup`` from a different section in config version 2 and 3 and
   ignores it anywhere else; a packaged config may disable the CRI plugin.
 - Kubernetes manifests are checked against the 1.29 OpenAPI schemas in strict mode
@@ -22,10 +24,14 @@ from pathlib import Path
 
 import yaml
 
+from vmstation import versions
 from vmstation.check_cache import remembered
+from vmstation.support import minor_key, minor_of
 from vmstation.templates import TEMPLATE_DIR
 
 KUBEADM_FIELDS_FILE = Path(TEMPLATE_DIR) / "kubeadm" / "v1beta3-fields.json"
+KUBEADM_V1BETA4_FIELDS_FILE = Path(TEMPLATE_DIR) / "kubeadm" / "v1beta4-fields.json"
+KUBEADM_V1BETA3, KUBEADM_V1BETA4 = "kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"
 
 # Where each containerd config version reads the runc options, and the plugin IDs that
 # must not be disabled for the CRI to serve.
@@ -41,15 +47,21 @@ CONTAINERD_CRI_PLUGINS = {
 _OTHER_KUBEADM_VERSIONS = {
     "kubeadm.k8s.io/v1beta1": "removed in Kubernetes 1.22",
     "kubeadm.k8s.io/v1beta2": "removed in Kubernetes 1.26",
-    "kubeadm.k8s.io/v1beta4": "needs Kubernetes 1.31 or later",
 }
 _TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 _CA_CERT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+def kubeadm_api_version(kubernetes_version: str) -> str:
+    """The kubeadm config API deploy-debian renders for a cluster at ``kubernetes_version`` (versions.py says why)."""
+    minor = minor_of(kubernetes_version)
+    return KUBEADM_V1BETA4 if minor and minor_key(minor) >= versions.KUBEADM_V1BETA4_SINCE else KUBEADM_V1BETA3
+
+
 @remembered
-def check_kubeadm_config(text: str) -> list[str]:
-    """Problems of a kubeadm config file (all its YAML documents) against kubeadm v1beta3."""
+def check_kubeadm_config(text: str, kubernetes_version: str | None = None) -> list[str]:
+    """Problems of a kubeadm config file (all its YAML documents) against its kubeadm API (v1beta3 or v1beta4);
+    with ``kubernetes_version``, also an API version that kubeadm release does not read."""
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -58,7 +70,7 @@ def check_kubeadm_config(text: str) -> list[str]:
         return ["no YAML document"]
     problems: list[str] = []
     for number, document in enumerate(documents, start=1):
-        problems += [f"document {number} {p}" for p in _check_kubeadm_document(document)]
+        problems += [f"document {number} {p}" for p in _check_kubeadm_document(document, kubernetes_version)]
     return problems
 
 
@@ -115,14 +127,18 @@ def check_manifests(text: str, kubernetes_version: str = "1.29.0") -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def _check_kubeadm_document(document) -> list[str]:
+def _check_kubeadm_document(document, kubernetes_version: str | None) -> list[str]:
     if not isinstance(document, dict):
         return ["is not a mapping"]
     api_version, kind = document.get("apiVersion"), document.get("kind")
-    fields = _kubeadm_fields()
+    fields = _kubeadm_fields(api_version)
+    wanted = kubeadm_api_version(kubernetes_version) if kubernetes_version else KUBEADM_V1BETA4
     if api_version in _OTHER_KUBEADM_VERSIONS:
         why = _OTHER_KUBEADM_VERSIONS[api_version]
-        return [f"({kind}): apiVersion {api_version} is {why}; use kubeadm.k8s.io/v1beta3"]
+        return [f"({kind}): apiVersion {api_version} is {why}; use {wanted}"]
+    unread = _unread_by(api_version, kubernetes_version) if kubernetes_version else ""
+    if unread:
+        return [f"({kind}): apiVersion {api_version} {unread}; use {wanted}"]
     if api_version not in fields["kinds"]:
         return [f"({kind}): unknown apiVersion {api_version!r}"]
     if kind not in fields["kinds"][api_version]:
@@ -182,9 +198,27 @@ def _value_problems(document: dict, kind: str) -> list[str]:
     return problems
 
 
-@functools.lru_cache(maxsize=1)
-def _kubeadm_fields() -> dict:
-    return json.loads(KUBEADM_FIELDS_FILE.read_text())
+def _unread_by(api_version: str, kubernetes_version: str) -> str:
+    """Why kubeadm of ``kubernetes_version`` does not read ``api_version`` ("" when it does)."""
+    minor = minor_of(kubernetes_version)
+    if not minor:
+        return ""
+    since, removed = versions.KUBEADM_V1BETA4_SINCE, versions.KUBEADM_V1BETA3_REMOVED_IN
+    if api_version == KUBEADM_V1BETA4 and minor_key(minor) < since:
+        return f"needs Kubernetes {since[0]}.{since[1]} or later (the cluster is {minor})"
+    if api_version == KUBEADM_V1BETA3 and minor_key(minor) >= removed:
+        return f"was removed in Kubernetes {removed[0]}.{removed[1]} (the cluster is {minor})"
+    return ""
+
+
+def _kubeadm_fields(api_version) -> dict:
+    """The field set of ``api_version``'s file: v1beta4's, or v1beta3's (which also holds kubelet and kube-proxy)."""
+    return _fields_file(KUBEADM_V1BETA4_FIELDS_FILE if api_version == KUBEADM_V1BETA4 else KUBEADM_FIELDS_FILE)
+
+
+@functools.lru_cache(maxsize=2)
+def _fields_file(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def _relative(path: str) -> str:

@@ -164,7 +164,7 @@ DEBIAN_CHECKS = {
         ("kubelet node-ip pinned", _file("/etc/default/kubelet", 0o644, "--node-ip=")),
     ]),
     "debian.kubeadm-config": (_role("control-plane"), [
-        ("kubeadm init config, 0600", _file("/etc/kubernetes/kubeadm-init.yaml", 0o600, "kubeadm.k8s.io/v1beta3")),
+        ("kubeadm init config, 0600", _file("/etc/kubernetes/kubeadm-init.yaml", 0o600, "kubeadm.k8s.io/v1beta")),
     ]),
     "debian.control-plane-init": (_role("control-plane"), [
         ("admin.conf, 0600", _file("/etc/kubernetes/admin.conf", 0o600)),

@@ -15,6 +15,15 @@ CNI_PLUGINS = "v1.3.0"
 CONTAINERD_TARBALL = "1.7.22"                    # containerd_source = "tarball": the release the artifacts dir holds
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
 
+# kubeadm's config API per Kubernetes minor. v1beta4 came with kubeadm 1.31 (kubernetes/kubernetes PR #125029
+# "kubeadm: enable the v1beta4 API": "v1beta3 is now marked as deprecated but will continue to be supported until
+# version 1.34 or later"); v1beta3 was removed in 1.36 (PR #136016, merged 2026-01: "removed the v1beta3 API which
+# was deprecated since v1.31. The 1.35 kubeadm binary can be used to migrate to v1beta4"; kubeadm 1.36 refuses it:
+# "your configuration file uses an old API spec: \"kubeadm.k8s.io/v1beta3\"", kubernetes-sigs/image-builder PR
+# #2154). deploy-debian renders v1beta4 from 1.31 (kubespray did the same, kubernetes-sigs/kubespray PR #13027).
+KUBEADM_V1BETA4_SINCE = (1, 31)
+KUBEADM_V1BETA3_REMOVED_IN = (1, 36)
+
 FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v0.27.4"
 FLANNEL_CNI_PLUGIN_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1"
 
@@ -75,6 +84,15 @@ CONTAINERD_MINIMUM_BY_KUBERNETES = {
 }
 DEBIAN12_CONTAINERD = "1.6.20"                    # bookworm's containerd package (findings.md)
 
+# Kubelet version skew: kubernetes.io "Version Skew Policy" (kubernetes/website content/en/releases/
+# version-skew-policy.md, "kubelet"): "kubelet must not be newer than kube-apiserver." and "kubelet may be up to
+# three minor versions older than kube-apiserver (kubelet < 1.25 may only be up to two minor versions older than
+# kube-apiserver)." (three since 1.28 control planes: kubernetes/website PR #42218, KEP-3935). kubeadm tolerates
+# the same N-3 from 1.29 for init, join and upgrade (kubernetes/kubernetes PR #120825, kubernetes/website PR
+# #43769 "v1.29: kubeadm skew policy for kubelet is n-3"); every minor of KUBERNETES_RELEASES is 1.29 or newer.
+KUBELET_SKEW_MINORS = 3
+KUBELET_SKEW_MINORS_BEFORE_1_25 = 2
+
 # Upstream support: a Kubernetes minor's end-of-life date (kubernetes.io/releases, kubernetes/website
 # data/releases/schedule.yaml and eol.yaml). RKE2 community releases follow upstream patch releases, so an
 # RKE2 line leaves upstream support with its Kubernetes minor (SUSE's RKE2 support matrix may run longer
@@ -113,9 +131,14 @@ class KubernetesRelease:
 #   the commit whose channels.yaml gives RKE2 above); each RKE2 tag vX.Y.Z+rke2rN ships upstream Kubernetes
 #   X.Y.Z (its go.mod replaces k8s.io/kubernetes with k3s-io/kubernetes vX.Y.Z-k3s1). 1.29.15 is the last 1.29
 #   patch (kubernetes.io/releases: 1.29 ended 2025-02-28).
-# - pause: kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go `PauseVersion` at each release branch:
-#   3.9 through 1.30, 3.10 for 1.31 to 1.33, 3.10.1 from 1.34 (the 1.35.8 copy quoted in a public test of
-#   kubeadm constants says 3.10.1). 1.36 is taken as 3.10.1 too: not read here (no 1.36 copy could be had).
+# - pause: kubeadm's `PauseVersion` (kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go), as each
+#   released kubeadm binary prints it in `kubeadm config images list --kubernetes-version vX.Y.Z`. Read in
+#   kubernetes/minikube pkg/minikube/constants/constants_kubeadm_images.go (commit eb25dbc, 2026-08-23), which
+#   hack/update/kubeadm_constants/kubeadm_constants.go fills by running that command with every released kubeadm:
+#   pause 3.9 for every 1.29.x and 1.30.x, 3.10 for 1.31.0 to 1.33.13, 3.10.1 for 1.34.0 to 1.35.7, and 3.10.2
+#   for 1.36.0 to 1.36.3 (3.10.1 until 1.36.0-beta.0, 3.10.2 from 1.36.0-rc.0). A constants.go of a 1.32 branch
+#   (kubernetes/kubernetes, stored copy 00886ac) says PauseVersion = "3.10"; the 1.35.8 copy quoted in a public
+#   test of kubeadm constants says "3.10.1". The 1.36 row said 3.10.1 until 2026-11-28 (assumed, not read).
 # - flannel: v0.27.4's kube-flannel.yaml uses no API removed after 1.25, and "flanneld itself should work with
 #   any version of Kubernetes" (flannel-io/flannel Documentation/kubernetes.md, "Older versions of Kubernetes").
 # - containerd floors: CONTAINERD_MINIMUM_BY_KUBERNETES above (containerd RELEASES.md "Kubernetes Support").
@@ -127,7 +150,7 @@ KUBERNETES_RELEASES = {
     "1.33": KubernetesRelease("1.33.13", "3.10", "v0.27.4", "v1.33.13+rke2r2"),
     "1.34": KubernetesRelease("1.34.10", "3.10.1", "v0.27.4", "v1.34.10+rke2r1"),
     "1.35": KubernetesRelease("1.35.7", "3.10.1", "v0.27.4", "v1.35.7+rke2r1"),
-    "1.36": KubernetesRelease("1.36.3", "3.10.1", "v0.27.4", "v1.36.3+rke2r1"),
+    "1.36": KubernetesRelease("1.36.3", "3.10.2", "v0.27.4", "v1.36.3+rke2r1"),
 }
 
 
@@ -140,6 +163,7 @@ def as_dict() -> dict:
         "rke2": RKE2,
         "cni_plugins": CNI_PLUGINS,
         "sandbox_image": SANDBOX_IMAGE,
+        "kubeadm_v1beta4_since": list(KUBEADM_V1BETA4_SINCE),
         "flannel_image": FLANNEL_IMAGE,
         "flannel_cni_plugin_image": FLANNEL_CNI_PLUGIN_IMAGE,
         "images": dict(IMAGES),

@@ -302,3 +302,48 @@ def test_an_upgrade_plan_shows_every_part_of_the_next_step_and_changes_nothing(d
     assert "run kubeadm upgrade apply v1.31.14" in labels and f"drain node {WORKER} (on {CONTROL})" in labels
     assert (calls(daytwo_boxes, CONTROL), calls(daytwo_boxes, WORKER)) == before
     assert planned.pruned == []
+
+
+@pytest.mark.parametrize("api_server, worker_kubelet, to, refusal", [
+    # a worker left powered off while the control plane moved on to 1.33: the chain starts at its 1.29, and the
+    # API server stays at 1.33, four minors ahead of it (the policy allows three)
+    ("v1.33.13", "v1.29.15", "1.34", f"node {WORKER} runs kubelet v1.29.15; once the API server runs 1.33.13 (it "
+                                     "runs v1.33.13 now) that is 4 minors older, and the Version Skew Policy allows 3"),
+    # a worker whose kubelet someone upgraded by hand ahead of the control plane
+    ("v1.30.14", "v1.31.14", "1.31", f"node {WORKER} runs kubelet v1.31.14, newer than the API server (v1.30.14)"),
+])
+def test_a_kubelet_outside_the_skew_policy_fails_the_preflight_and_changes_nothing(
+        daytwo_boxes, inventory, monkeypatch, api_server, worker_kubelet, to, refusal):
+    from vmstation.maintenance import describe_stop, upgrade
+
+    state = daytwo_boxes[CONTROL].root / "var/lib/vmstation-standin"
+    manifest = daytwo_boxes[CONTROL].root / "etc/kubernetes/manifests/kube-apiserver.yaml"
+    cluster = {state / "version": api_server + "\n", state / f"kubelet-{CONTROL}": api_server + "\n",
+               state / f"kubelet-{WORKER}": worker_kubelet + "\n",
+               manifest: f"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: "
+                         f"registry.k8s.io/kube-apiserver:{api_server}\n"}
+    saved = {path: path.read_text() if path.exists() else None for path in cluster}
+    before = calls(daytwo_boxes, CONTROL), calls(daytwo_boxes, WORKER), backups_of(inventory)
+    try:
+        for path, text in cluster.items():
+            path.write_text(text)
+        stopped = upgrade(session(inventory, monkeypatch), "kubeadm", to)
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text)
+    assert [(p.where, p.result.exit_code) for p in stopped.parts] == [(f"control plane {CONTROL}", 1)]
+    outcome = {o.phase: o for o in stopped.parts[0].result.outcomes}
+    assert outcome["upgrade-debian.preflight"].status == "failed"
+    assert outcome["upgrade-debian.preflight"].message.startswith(refusal)
+    assert outcome["upgrade-debian.preflight"].message.endswith("nothing was changed (step to "
+                                                                f"{stopped.chain[0].to_version})")
+    assert outcome["upgrade-debian.snapshot"].status == "blocked"
+    assert describe_stop(stopped, to).startswith(f"stopped at step 1 of {len(stopped.chain)} "
+                                                 f"({stopped.chain[0].from_version} -> {stopped.chain[0].to_version}), "
+                                                 f"control plane {CONTROL}: upgrade-debian.preflight @ {CONTROL}: "
+                                                 f"{refusal}")
+    assert (calls(daytwo_boxes, CONTROL), calls(daytwo_boxes, WORKER), backups_of(inventory)) == before
+    assert not list((daytwo_boxes[CONTROL].root / "var/lib/vmstation-standin").glob("cordoned-*"))

@@ -8,9 +8,11 @@ import pytest
 
 from vmstation.config_checks import (
     KUBEADM_FIELDS_FILE,
+    KUBEADM_V1BETA4_FIELDS_FILE,
     check_containerd_config,
     check_kubeadm_config,
     check_manifests,
+    kubeadm_api_version,
 )
 
 INIT = """\
@@ -128,12 +130,93 @@ def test_wrong_shapes_are_reported():
 
 @pytest.mark.parametrize("api_version, reason", [
     ("kubeadm.k8s.io/v1beta2", "removed in Kubernetes 1.26"),
-    ("kubeadm.k8s.io/v1beta4", "needs Kubernetes 1.31 or later"),
     ("kubeadm.k8s.io/v2", "unknown apiVersion"),
 ])
 def test_other_api_versions_are_rejected(api_version, reason):
     problems = check_kubeadm_config(JOIN.replace("kubeadm.k8s.io/v1beta3", api_version))
     assert len(problems) == 1 and reason in problems[0]
+
+
+# -- v1beta4 (kubeadm 1.31 and later), and which API each cluster version reads ----------------------------
+
+INIT_V1BETA4 = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 10.0.0.1
+  bindPort: 6443
+nodeRegistration:
+  name: cp
+  taints: []
+  kubeletExtraArgs:
+    - name: node-ip
+      value: 10.0.0.1
+  imagePullSerial: true
+timeouts:
+  controlPlaneComponentHealthCheck: 4m0s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.31.14
+encryptionAlgorithm: ECDSA-P256
+apiServer:
+  certSANs: [10.0.0.1]
+  extraArgs:
+    - name: audit-log-maxage
+      value: "30"
+  extraEnvs:
+    - name: HTTPS_PROXY
+      value: http://proxy:3128
+proxy:
+  disabled: false
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+"""
+
+
+def test_a_v1beta4_config_passes_against_the_v1beta4_field_set():
+    assert check_kubeadm_config(INIT_V1BETA4) == []
+    assert check_kubeadm_config(INIT_V1BETA4, "1.31.14") == []
+    assert check_kubeadm_config(INIT_V1BETA4, "1.36.3") == []
+
+
+def test_v1beta4_shapes_are_checked_extra_args_are_lists_and_v1beta3_fields_are_gone():
+    problems = check_kubeadm_config(INIT_V1BETA4.replace(
+        "    - name: node-ip\n      value: 10.0.0.1\n", "    node-ip: 10.0.0.1\n"))
+    assert problems == ["document 1 (InitConfiguration): nodeRegistration.kubeletExtraArgs: expected a list"]
+    problems = check_kubeadm_config(INIT_V1BETA4.replace("      value: \"30\"", "      val: \"30\""))
+    assert problems == ["document 2 (ClusterConfiguration): apiServer.extraArgs[0].val: unknown field of Arg"]
+    problems = check_kubeadm_config(INIT_V1BETA4.replace("  certSANs:", "  timeoutForControlPlane: 4m0s\n  certSANs:"))
+    assert problems == ["document 2 (ClusterConfiguration): apiServer.timeoutForControlPlane: removed in v1beta4: "
+                        "use {Init|Join}Configuration.timeouts.controlPlaneComponentHealthCheck"]
+
+
+def test_a_v1beta3_only_field_is_unknown_in_v1beta4_and_a_v1beta4_one_in_v1beta3():
+    assert check_kubeadm_config(INIT.replace("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4")) == [
+        "document 1 (InitConfiguration): nodeRegistration.kubeletExtraArgs: expected a list"]
+    problems = check_kubeadm_config(INIT_V1BETA4.replace("kubeadm.k8s.io/v1beta4", "kubeadm.k8s.io/v1beta3"))
+    assert "document 1 (InitConfiguration): timeouts: unknown field of InitConfiguration" in problems
+    assert "document 2 (ClusterConfiguration): encryptionAlgorithm: unknown field of ClusterConfiguration" in problems
+
+
+@pytest.mark.parametrize("version, api", [
+    ("1.29.15", "kubeadm.k8s.io/v1beta3"), ("v1.30.14", "kubeadm.k8s.io/v1beta3"), ("1.31.0", "kubeadm.k8s.io/v1beta4"),
+    ("1.35.7", "kubeadm.k8s.io/v1beta4"), ("1.36.3", "kubeadm.k8s.io/v1beta4"),
+])
+def test_deploy_debian_renders_v1beta3_before_1_31_and_v1beta4_from_1_31(version, api):
+    assert kubeadm_api_version(version) == api
+
+
+def test_an_api_version_the_clusters_kubeadm_does_not_read_is_refused():
+    assert check_kubeadm_config(INIT_V1BETA4, "1.30.14")[0] == (
+        "document 1 (InitConfiguration): apiVersion kubeadm.k8s.io/v1beta4 needs Kubernetes 1.31 or later (the cluster "
+        "is 1.30); use kubeadm.k8s.io/v1beta3")
+    assert check_kubeadm_config(JOIN, "1.36.3") == [
+        "document 1 (JoinConfiguration): apiVersion kubeadm.k8s.io/v1beta3 was removed in Kubernetes 1.36 (the "
+        "cluster is 1.36); use kubeadm.k8s.io/v1beta4"]
+    assert check_kubeadm_config(JOIN, "1.35.7") == []          # deprecated from 1.31, still read until 1.36
 
 
 def test_unknown_kind_is_rejected():
@@ -163,9 +246,10 @@ def test_unparseable_configs_are_reported(text, problem):
     assert check_kubeadm_config(text)[0].startswith(problem)
 
 
-def test_field_set_data_is_consistent():
+@pytest.mark.parametrize("fields_file", [KUBEADM_FIELDS_FILE, KUBEADM_V1BETA4_FIELDS_FILE])
+def test_field_set_data_is_consistent(fields_file):
     """Every type a field points to is described, and every kind has a type."""
-    data = json.loads(KUBEADM_FIELDS_FILE.read_text())
+    data = json.loads(fields_file.read_text())
     types = data["types"]
     for type_name, fields in types.items():
         for field, field_type in fields.items():

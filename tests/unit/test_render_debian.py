@@ -262,6 +262,30 @@ def test_kube_proxy_and_flannel_follow_one_proxy_mode(homelab, mode, nftables):
     assert json.loads(net_conf)["EnableNFTables"] is nftables
 
 
+def at_version(inventory, version: str):
+    """The homelab with its Debian cluster at ``version`` (hosts.toml's ``version`` after an upgrade)."""
+    cluster = dataclasses.replace(inventory.cluster("debian"), version=version)
+    return dataclasses.replace(inventory, clusters=(cluster, inventory.cluster("rke2")))
+
+
+@pytest.mark.parametrize("version, api", [("1.29.15", "v1beta3"), ("1.30.14", "v1beta3"), ("1.31.14", "v1beta4"),
+                                          ("1.35.7", "v1beta4"), ("1.36.3", "v1beta4")])
+def test_kubeadm_configs_are_rendered_in_the_api_the_clusters_kubeadm_reads(homelab, version, api):
+    inventory = at_version(homelab, version)
+    init_text = render_for(inventory, "kubeadm/init.yaml.j2", "masternode")
+    join_text = render_for(inventory, "kubeadm/join.yaml.j2", "storagenodet3500", join=JOIN)
+    assert check_kubeadm_config(init_text, version) == [] and check_kubeadm_config(join_text, version) == []
+    init, cluster, _proxy, _kubelet = docs(init_text)
+    (join,) = docs(join_text)
+    assert {init["apiVersion"], cluster["apiVersion"], join["apiVersion"]} == {f"kubeadm.k8s.io/{api}"}
+    assert cluster["kubernetesVersion"] == f"v{version}"
+    node_ip = ({"node-ip": "192.168.4.63"} if api == "v1beta3" else [{"name": "node-ip", "value": "192.168.4.63"}])
+    assert init["nodeRegistration"]["kubeletExtraArgs"] == node_ip
+    worker_ip = ({"node-ip": "192.168.4.61"} if api == "v1beta3" else [{"name": "node-ip", "value": "192.168.4.61"}])
+    assert join["nodeRegistration"]["kubeletExtraArgs"] == worker_ip
+    assert init["localAPIEndpoint"] == {"advertiseAddress": "192.168.4.63", "bindPort": 6443}
+
+
 def test_kubeadm_join_passes_the_checker_and_carries_the_inventory(homelab):
     text = render_for(homelab, "kubeadm/join.yaml.j2", "storagenodet3500", join=JOIN)
     assert check_kubeadm_config(text) == []

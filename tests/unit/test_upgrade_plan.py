@@ -9,19 +9,20 @@ holds the upgrade's commands and its control flow.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from vmstation import backup
+from vmstation import backup, skew
 from vmstation.context import HostContext, RunContext
 from vmstation.execute import PhaseOutcome, decide_steps
 from vmstation.inventory import Host
 from vmstation.maintenance import _parts
 from vmstation.offline import assumed_facts
-from vmstation.operations import Check, Directory, Fetch, File, On, Service
+from vmstation.operations import Check, Directory, Fetch, File, Notice, On, Service
 from vmstation.phases import upgrade as debian_upgrade
 from vmstation.phases.certs import CertificateExpiry
 from vmstation.report import format_plan
@@ -49,6 +50,13 @@ def fact_for(operation) -> str:
     return ""            # packages at 1.29.15 (not the step's version), guards that say run, schedulable nodes
 
 
+def skew_fact(inventory, version: str) -> str:
+    """What the API server and kubectl answer KubeletSkew's probe with: the step's starting version everywhere."""
+    names = [h.name for h in inventory.hosts_of(inventory.cluster("debian").name)]
+    return (json.dumps({"major": "1", "minor": version.split(".")[1], "gitVersion": f"v{version}"}) + "\n"
+            + skew.NODES_MARKER + "\n" + "".join(f"{name}\tv{version}\n" for name in names))
+
+
 def three_workers(homelab):
     worker = homelab.host("storagenodet3500")
     extra = [dataclasses.replace(worker, name=f"storagenode{n}", address=f"192.168.4.{70 + n}", roles=("worker",),
@@ -71,7 +79,9 @@ def upgrade_plan(inventory, to: str, tmp_path: Path) -> str:
                     ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("debian"))
                     operations = [dataclasses.replace(o, now=NOW) if isinstance(o, CertificateExpiry) else o
                                   for o in phase.operations(ctx)]
-                    steps = decide_steps(operations, [fact_for(o) for o in operations])
+                    steps = decide_steps(operations, [
+                        skew_fact(inventory, step.from_version) if isinstance(o, debian_upgrade.KubeletSkew)
+                        else fact_for(o) for o in operations])
                     outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
             sections.append(f"##### step {step.number} ({step.from_version} -> {step.to_version}), {where}\n"
                             + format_plan(outcomes))
@@ -143,6 +153,30 @@ def test_the_check_ahead_of_each_step_accepts_the_minor_before_and_the_step_mino
                       facts_source=lambda: assumed_facts("debian"))
     [skew] = [o for o in debian_upgrade.preflight(ctx) if isinstance(o, Check) and "one minor" in o.description]
     assert "v1.30.*|v1.31.*) ;;" in skew.script
+
+
+def test_the_control_plane_preflight_judges_every_kubelet_against_the_step_and_a_worker_does_not_ask(homelab):
+    def preflight_of(name):
+        ctx = HostContext(RunContext(homelab, plan=True, upgrade_to="1.31.14"), homelab.host(name), None,
+                          facts_source=lambda: assumed_facts("debian"))
+        return list(debian_upgrade.preflight(ctx))
+
+    assert debian_upgrade.KubeletSkew("1.31.14") in preflight_of("masternode")
+    assert not [o for o in preflight_of("storagenodet3500") if isinstance(o, debian_upgrade.KubeletSkew)]
+
+
+@pytest.mark.parametrize("to, pause", [("1.30.14", None), ("1.31.14", "3.10"), ("1.35.7", "3.10.1"),
+                                       ("1.36.3", "3.10.2")])
+def test_the_preflight_names_the_pause_image_the_steps_kubeadm_expects(homelab, to, pause):
+    ctx = HostContext(RunContext(homelab, plan=True, upgrade_to=to), homelab.host("masternode"), None,
+                      facts_source=lambda: assumed_facts("debian"))
+    notices = [o.message for o in debian_upgrade.preflight(ctx) if isinstance(o, Notice)]
+    if pause is None:                      # 1.30's kubeadm expects 3.9, containerd's pinned sandbox image
+        assert not notices
+    else:
+        assert notices == [f"containerd's sandbox image is registry.k8s.io/pause:3.9; kubeadm {to} expects "
+                           f"registry.k8s.io/pause:{pause} (versions.KUBERNETES_RELEASES): pods still start, "
+                           "kubeadm warns"]
 
 
 # -- RKE2 --------------------------------------------------------------------------------------------------------

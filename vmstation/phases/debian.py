@@ -5,7 +5,8 @@
     debian.containerd-config  the rendered config for the installed version, restart on change
     debian.cni-plugins        /opt/cni/bin (Debian's plugins, or a tarball from the artifacts directory)
     debian.kube-binaries      kubeadm, kubelet, kubectl 1.29.15 (pkgs.k8s.io, or the artifacts directory)
-    debian.kubeadm-config     /etc/kubernetes/kubeadm-init.yaml, checked against v1beta3 before it is pushed
+    debian.kubeadm-config     /etc/kubernetes/kubeadm-init.yaml (v1beta3 before 1.31, v1beta4 from 1.31), checked
+                              against that API's fields before it is pushed
     debian.control-plane-init kubeadm init (skipped when admin.conf exists), API answering
     debian.worker-join        kubeadm join with a fresh token (skipped when kubelet.conf exists)
     debian.flannel            Flannel v0.27.4, applied server-side when it differs
@@ -299,7 +300,8 @@ def _kube_binaries_from_artifacts(ctx: HostContext):
 
 
 def kubeadm_config(ctx: HostContext):
-    text = ctx.render("kubeadm/init.yaml.j2", checked_by=check_kubeadm_config)
+    text = ctx.render("kubeadm/init.yaml.j2",
+                      checked_by=lambda rendered: check_kubeadm_config(rendered, ctx.cluster.version))
     yield File("/etc/kubernetes/kubeadm-init.yaml", text, mode="0600", source="kubeadm/init.yaml.j2")
 
 
@@ -318,7 +320,7 @@ def worker_join(ctx: HostContext):
         return  # joined already: nothing to ask the control plane for
     join = ctx.read(JOIN_COMMAND)
     text = ctx.render("kubeadm/join.yaml.j2", join={**join, "token": join["token"].reveal()},
-                      checked_by=check_kubeadm_config)
+                      checked_by=lambda rendered: check_kubeadm_config(rendered, ctx.cluster.version))
     config = File("/etc/kubernetes/kubeadm-join.yaml", text, mode="0600", secret=True, source="kubeadm/join.yaml.j2")
     yield config
     yield Command("kubeadm join --config /etc/kubernetes/kubeadm-join.yaml && rm -f /etc/kubernetes/kubeadm-join.yaml",
@@ -420,7 +422,8 @@ PHASES = [
           needs=("debian.containerd",)),
     Phase("debian.cni-plugins", "CNI plugins in /opt/cni/bin", kubeadm_hosts, cni_plugins),
     Phase("debian.kube-binaries", f"kubeadm, kubelet, kubectl {versions.KUBERNETES}", kubeadm_hosts, kube_binaries),
-    Phase("debian.kubeadm-config", "kubeadm init config (v1beta3)", control_planes, kubeadm_config),
+    Phase("debian.kubeadm-config", "kubeadm init config (v1beta3, v1beta4 from 1.31)", control_planes,
+          kubeadm_config),
     Phase("debian.control-plane-init", "kubeadm init", control_planes, control_plane_init,
           needs=("debian.system-prep", "debian.containerd-config", "debian.cni-plugins", "debian.kube-binaries",
                  "debian.kubeadm-config", "certs.expiry")),

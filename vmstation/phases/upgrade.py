@@ -3,7 +3,8 @@ describes it; the use case (vmstation.upgrade_run) plans the chain and runs this
 control plane first, then each worker alone (``--limit``), stopping at the first failure.
 
     upgrade-debian.preflight       every host: free disk; the control plane: every node Ready, kubeadm one minor
-                                   behind (or at) the step, certificates not expired
+                                   behind (or at) the step, every node's kubelet inside the Version Skew Policy
+                                   once the step is done (vmstation.skew), certificates not expired
     upgrade-debian.snapshot, .fetch  the etcd snapshot on the operator's machine before anything changes
     upgrade-debian.control-plane   the new minor's pkgs.k8s.io repository (one per minor), kubeadm at the step's
                                    version (or from the artifacts directory), `kubeadm upgrade plan`, then
@@ -23,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmstation import support, versions
+from vmstation import skew, support, versions
 from vmstation.artifacts import verified_files
 from vmstation.context import HostContext
-from vmstation.errors import InputError, Unsupported
+from vmstation.errors import HostError, InputError, Unsupported
 from vmstation.graph import Phase, Target, hosts_of_kind, hosts_with_role
-from vmstation.operations import (CHANGE, OK, Check, Command, File, Notice, On, Operation, Package, Service, Step,
-                                  sh, wait_until)
+from vmstation.operations import (CHANGE, OK, WARN, Check, Command, File, Notice, On, Operation, Package, Service,
+                                  Step, sh, wait_until)
 from vmstation.phases import backup
 from vmstation.phases.certs import CertificateExpiry
 
@@ -75,6 +76,7 @@ def preflight(ctx: HostContext):
     yield Check(f"v=$(kubeadm version -o short); case \"$v\" in v{before}.*|v{minor}.*) ;; *) echo \"kubeadm is "
                 f"$v: a step to {to} starts from {before} (kubeadm upgrades one minor at a time)\" >&2; exit 1;; esac",
                 f"the cluster is at {before} or {minor} (one minor per step)")
+    yield KubeletSkew(to)
     yield Check(f"not_ready=$({KUBECTL} get nodes --no-headers | awk '$2 != \"Ready\" {{print $1}}'); "
                 "if [ -n \"$not_ready\" ]; then echo \"not Ready: $not_ready (wake sleeping workers first: "
                 "vmstation wake)\" >&2; exit 1; fi", "every node Ready")
@@ -164,6 +166,36 @@ def _node_steps(ctx: HostContext, leader, there, upgrade_node: bool = False):
 
 
 @dataclass(frozen=True)
+class KubeletSkew(Operation):
+    """Every node's kubelet against the API server, now and once the step is done (vmstation.skew): asked once,
+    judged here; a node outside the Version Skew Policy fails the preflight before anything changes."""
+
+    to: str                # the step's version, "1.31.14"
+
+    @property
+    def label(self) -> str:
+        return f"kubelet version skew before the step to {self.to}"
+
+    def probe(self, detail: bool) -> str:
+        return (f"{KUBECTL} get --raw=/version; echo; echo {skew.NODES_MARKER}; "
+                + sh(f"{KUBECTL} get nodes -o jsonpath={{}}",
+                     '{range .items[*]}{.metadata.name}{"\\t"}{.status.nodeInfo.kubeletVersion}{"\\n"}{end}'))
+
+    def decide(self, fact: str, changed: frozenset[str]) -> Step:
+        try:
+            api_server, nodes = skew.parse(fact)
+            verdict = skew.judge(api_server, nodes, self.to)
+        except skew.Unreadable as exc:
+            raise HostError("", f"cannot judge the kubelet version skew before the step to {self.to}: {exc}; "
+                                "nothing was changed") from None
+        if verdict.refusals:
+            raise HostError("", "; ".join(verdict.refusals) + f"; nothing was changed (step to {self.to})")
+        if verdict.warnings:
+            return Step(self.label, WARN, "; ".join(verdict.warnings))
+        return Step(self.label, OK, f"every kubelet within the Version Skew Policy: {verdict.summary}")
+
+
+@dataclass(frozen=True)
 class Drain(Operation):
     """The node drained, unless the cluster says its kubelet already runs the step's version."""
 
@@ -212,7 +244,7 @@ PREFLIGHT, SNAPSHOT, FETCH, CONTROL_PLANE, CONTROL_PLANE_NODE, WORKERS = (
     "upgrade-debian.control-plane-node", "upgrade-debian.workers")
 
 PHASES = [
-    Phase(PREFLIGHT, "free disk; nodes Ready, one minor per step, certificates (control plane)",
+    Phase(PREFLIGHT, "free disk; nodes Ready, one minor per step, kubelet skew, certificates (control plane)",
           hosts_of_kind("kubeadm"), preflight),
     Phase(SNAPSHOT, "etcd snapshot (after the preflight passed)", control_planes, backup.snapshot,
           needs=(PREFLIGHT,)),
