@@ -86,8 +86,10 @@ def node(ctx: HostContext):
     yield from installed
     yield Service(rhel.RKE2_SERVICES[node_type(ctx.host)], restart_on=tuple(installed))
     leader = first_server(ctx.inventory, ctx.cluster.name)
-    ready = wait_until(sh(f"{KUBECTL} get node {{}} -o jsonpath={{}} | grep -qx True", ctx.host.name,
-                          '{.status.conditions[?(@.type=="Ready")].status}'),
+    # The release as well as Ready: right after a restart the API still shows the old kubelet's Ready condition.
+    ready = wait_until(sh(f"{KUBECTL} get node {{}} -o jsonpath={{}} | grep -qx {{}}", ctx.host.name,
+                          '{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}',
+                          f"{to} True"),
                        f"node {ctx.host.name} Ready at {to}", timeout=READY_TIMEOUT, interval=10)
     yield ready if ctx.host == leader else On(leader, ready)
 
