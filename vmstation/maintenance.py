@@ -26,7 +26,13 @@ CURRENT_VERSION_SCRIPT = (
     "kubelets=$(kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes "
     "-o jsonpath='{.items[*].status.nodeInfo.kubeletVersion}' 2>/dev/null | tr ' ' '\\n' | sed 's/^v//')\n"
     "printf '%s\\n' $api $kubelets | grep -E '^[0-9]+[.][0-9]+[.][0-9]+$' | sort -V | head -n 1\n")
-RKE2_VERSION_SCRIPT = "(rke2 --version || /usr/local/bin/rke2 --version) 2>/dev/null | head -n 1\n"
+# The release an RKE2 cluster is at: the lowest of the first server's rke2 and every node's kubelet as the cluster
+# reports it (an RKE2 node's kubelet version is its release: `kubectl get nodes` shows v1.28.2+rke2r1 in
+# rancher/rke2 issue #3645), so that agents a stopped run left behind are part of the chain again, as for kubeadm.
+RKE2_VERSION_SCRIPT = (
+    "(rke2 --version || /usr/local/bin/rke2 --version) 2>/dev/null | head -n 1\n"
+    "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml get nodes "
+    "-o jsonpath='{.items[*].status.nodeInfo.kubeletVersion}' 2>/dev/null\n")
 
 
 @dataclass
@@ -110,9 +116,15 @@ def cluster_version(session, inventory, cluster) -> str:
     finally:
         connection.close()
     if cluster.kind == "rke2":
-        match = re.search(r"v\d+\.\d+\.\d+\+rke2r\d+", output)
-        return match[0] if match else cluster.version
+        return lowest_rke2_release(output) or cluster.version
     return output if re.fullmatch(r"\d+\.\d+\.\d+", output) else cluster.version
+
+
+def lowest_rke2_release(output: str) -> str | None:
+    """The lowest RKE2 release named in ``output`` (RKE2_VERSION_SCRIPT's), by number; None when it names none."""
+    found = re.findall(r"v(\d+)\.(\d+)\.(\d+)\+rke2r(\d+)", output)
+    lowest = min(found, key=lambda parts: tuple(int(p) for p in parts), default=None)
+    return "v{}.{}.{}+rke2r{}".format(*lowest) if lowest else None
 
 
 def describe_stop(result: Upgrade, to: str) -> str:

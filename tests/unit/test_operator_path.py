@@ -132,7 +132,7 @@ def test_phases_lists_a_target_in_run_order(tmp_path):
     result = vmstation("phases", "deploy-rke2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
-    assert names[:2] == ["rke2.system-prep", "rke2.install"] and "rke2.artifacts" in names
+    assert names[:3] == ["certs.rke2-expiry", "rke2.system-prep", "rke2.install"] and "rke2.artifacts" in names
     assert result.stdout.splitlines()[0].startswith("deploy-rke2: ")
 
 

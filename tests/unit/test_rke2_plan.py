@@ -29,6 +29,7 @@ from vmstation.facts import HostFacts, parse_os_release
 from vmstation.operations import (CHANGE, CHECK, OK, SKIP, WARN, Command, Directory, Edit, Fetch, File,
                                   KernelModule, Service, Sysctl)
 from vmstation.phases import reset, rke2
+from vmstation.phases.certs import NOT_INITIALISED, CertificateExpiry
 from vmstation.targets import build_graph
 from tests.unit import plans
 from tests.unit.plans import assert_snapshot, decided
@@ -84,6 +85,8 @@ def fresh_fact(operation) -> str:
         return "absent\n"
     if isinstance(operation, rke2.JournalCopy):
         return base64.b64encode(b"-- No entries --\n").decode() + "\n"
+    if isinstance(operation, CertificateExpiry):
+        return f"{NOT_INITIALISED}\nservice=inactive\n"       # rke2-server never started: no certificates yet
     return ""       # packages not installed, rke2 not installed, guards that say "run"
 
 

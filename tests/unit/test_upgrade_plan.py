@@ -182,6 +182,15 @@ def test_the_preflight_names_the_pause_image_the_steps_kubeadm_expects(homelab, 
 # -- RKE2 --------------------------------------------------------------------------------------------------------
 
 
+RKE2_CERTS_FINE = ("/var/lib/rancher/rke2/server/tls/client-admin.crt notAfter=Jun  1 10:00:00 2027 GMT\n"
+                   "/var/lib/rancher/rke2/server/tls/serving-kube-apiserver.crt notAfter=Jun  1 10:00:00 2027 GMT\n")
+
+
+def rke2_fact_for(operation) -> str:
+    """What an RKE2 node at the chain's first release prints: ``fact_for``'s answers, RKE2's certificate files."""
+    return RKE2_CERTS_FINE if isinstance(operation, CertificateExpiry) else fact_for(operation)
+
+
 def rke2_upgrade_plan(inventory, current: str, to: str, tmp_path: Path) -> str:
     from vmstation.upgrades import rke2_chain
 
@@ -196,8 +205,9 @@ def rke2_upgrade_plan(inventory, current: str, to: str, tmp_path: Path) -> str:
             for phase in graph.order("upgrade-rke2", only):
                 for host in (h for h in phase.select(inventory) if h.name in limit):
                     ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("rhel"))
-                    operations = list(phase.operations(ctx))
-                    steps = decide_steps(operations, [fact_for(o) for o in operations])
+                    operations = [dataclasses.replace(o, now=NOW) if isinstance(o, CertificateExpiry) else o
+                                  for o in phase.operations(ctx)]
+                    steps = decide_steps(operations, [rke2_fact_for(o) for o in operations])
                     outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
             sections.append(f"##### step {step.number} ({step.from_version} -> {step.to_version}), {where}\n"
                             + format_plan(outcomes))

@@ -88,3 +88,14 @@ def test_rke2_chains_go_through_each_minor_newest_release():
     assert _pairs(rke2_chain("v1.34.2+rke2r1", "v1.35.7+rke2r1"))[-1] == (2 - 1, "v1.34.2+rke2r1", "v1.35.7+rke2r1")
     with pytest.raises(InputError, match="rke2r revision"):
         rke2_chain("v1.34.2+rke2r1", "v1.35.7")
+
+
+def test_an_rke2_cluster_is_at_its_lowest_release_so_agents_left_behind_are_upgraded_on_resume():
+    from vmstation.maintenance import lowest_rke2_release
+
+    server_then_kubelets = ("rke2 version v1.35.7+rke2r1 (abc)\n"
+                            "v1.35.7+rke2r1 v1.34.10+rke2r1 v1.34.9+rke2r2\n")
+    assert lowest_rke2_release(server_then_kubelets) == "v1.34.9+rke2r2"
+    assert lowest_rke2_release("rke2 version v1.34.10+rke2r1 (abc)\n") == "v1.34.10+rke2r1"   # no API answer
+    assert lowest_rke2_release("v1.9.1+rke2r1 v1.10.0+rke2r1") == "v1.9.1+rke2r1"              # by number
+    assert lowest_rke2_release("") is None

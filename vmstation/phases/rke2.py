@@ -1,5 +1,6 @@
 """deploy-rke2: the RKE2 cluster on RHEL 10 (a first server, more servers, agents), in the architecture's phases.
 
+    certs.rke2-expiry   (vmstation.phases.certs) first: a running server whose certificates expired is refused
     rke2.system-prep    packages (dnf), NetworkManager, nm-cloud-setup, firewalld, SELinux, modules, sysctls, WoL
     rke2.install        RKE2 at the cluster's version, server or agent by role: RPMs where rancher publishes
                         them for the OS major, else the tarball; or checked files from the artifacts directory
@@ -445,7 +446,7 @@ def _os_name(ctx: HostContext) -> str:
 
 PHASES = [
     Phase("rke2.system-prep", "RHEL prep: dnf, NetworkManager, firewalld, SELinux, sysctls, Wake-on-LAN", rke2_hosts,
-          system_prep),
+          system_prep, needs=("certs.rke2-expiry",)),     # nothing is touched over an expired server
     Phase("rke2.install", "RKE2 installed at the cluster's version (server or agent)", rke2_hosts, install,
           needs=("rke2.system-prep",)),
     Phase("rke2.configure", "first server's /etc/rancher/rke2/config.yaml (0600)", first_servers, configure,
