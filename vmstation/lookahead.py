@@ -15,6 +15,10 @@ reported last time (``.vmstation/facts.json``, kept per inventory, not secret) a
 the facts afresh: a phase built on facts that turned out different is probed again at its turn. A phase
 that cannot be built up front (it needs another host, or the facts of a host never seen) is probed at its
 turn too, as without this module.
+
+The runner asks every host at the start of a run, all at once (``ask_early``): a host whose first phase
+waits for another host's (deploy-debian checks the control plane's certificates first) is then not
+connected to only when that phase comes, one host after another.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class Lookahead:
         self._memo = FactsMemo(memo)
         self._answers: dict[tuple[str, str], tuple[str, list[str]]] = {}
         self._asked: set[str] = set()
+        self._generation = 0               # how many times everything was forgotten (``forget``)
+        self._wave = ""                    # the phase the runner is running now (``starting``)
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -54,6 +60,9 @@ class Lookahead:
         """``(digest, answers)`` for ``phase`` on ``host``, asking the host once for every phase from here on."""
         with self._lock_for(host.name):
             with self._guard:
+                ready = self._answers.pop((phase.name, host.name), None)
+                if ready is not None:
+                    return ready
                 ask = host.name not in self._asked
                 self._asked.add(host.name)
             if ask:
@@ -61,13 +70,33 @@ class Lookahead:
             with self._guard:
                 return self._answers.pop((phase.name, host.name), None)
 
-    def forget(self) -> None:
-        """Something changed: every host probes again, from its next phase on."""
+    def ask_early(self, host: Host) -> None:
+        """Ask ``host`` now, from its first phase on, so that its answers are ready when its phases come."""
+        first = next((p for p in self._phases if host.name in {h.name for h in self._selected(p)}), None)
+        if first is not None:
+            with self._lock_for(host.name):
+                with self._guard:
+                    if host.name in self._asked:
+                        return
+                    self._asked.add(host.name)
+                self._ask(first, host)
+
+    def starting(self, phase: Phase) -> None:
+        """The runner starts ``phase`` on its hosts: a change during it does not spoil its own answers."""
         with self._guard:
-            self._answers.clear()
+            self._wave = phase.name
+
+    def forget(self) -> None:
+        """Something changed: every host probes again, from its next phase on (the one running keeps its answers)."""
+        with self._guard:
+            # The phase running now keeps its answers: its hosts run side by side, asked early or not.
+            self._answers = {key: answer for key, answer in self._answers.items() if key[0] == self._wave}
             self._asked.clear()
+            self._generation += 1
 
     def _ask(self, start: Phase, host: Host) -> None:
+        with self._guard:
+            generation = self._generation
         guess = self._memo.get(host.name)
         built, wants_facts = [], False
         for phase in self._phases[self._phases.index(start):]:
@@ -104,8 +133,11 @@ class Lookahead:
             self._memo.put(host.name, fresh)
         position = 1
         with self._guard:
+            # Something changed while the host answered: what it said stands for the phase running now (its
+            # hosts run side by side anyway), not for the phases after the change.
+            stale = generation != self._generation
             for name, digest, probes, read_facts in built:
-                if not read_facts or fresh == guess:
+                if (not read_facts or fresh == guess) and not (stale and name != self._wave):
                     self._answers[(name, host.name)] = (digest, answers[position:position + len(probes)])
                 position += len(probes)
 

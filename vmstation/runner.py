@@ -144,10 +144,12 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
     end, trace = "crashed", ""
     try:
         with stop.on_signals():
+            _ask_every_host_early(phases, run_ctx, options, executor, ahead)
             for phase in phases:
                 if stop.reason:
                     break
                 hosts = _selected(phase, run_ctx, options.limit)
+                ahead.starting(phase)
                 notify("phase", {"phase": phase.name, "title": phase.title, "hosts": [h.name for h in hosts]})
                 work = {}
                 for host in hosts:
@@ -176,6 +178,21 @@ def _run_phases(phases: list[Phase], journal: Journal, run_ctx: RunContext, opti
         result.seconds = time.monotonic() - started
         journal.close(result, end, trace)
     return result
+
+
+def _ask_every_host_early(phases: list[Phase], run_ctx: RunContext, options: RunOptions, executor,
+                          ahead: Lookahead) -> None:
+    """Connect to every host of the run and ask its probes at once, in parallel, before the first phase.
+
+    Only when every host gets a worker of its own (``forks``) and no phase may be skipped by ``--resume``
+    (which decides without asking hosts): then asking early is exactly what each host's first phase
+    would do, only sooner.
+    """
+    hosts = list({h.name: h for phase in phases for h in _selected(phase, run_ctx, options.limit)}.values())
+    if options.resume or len(hosts) < 2 or len(hosts) > options.forks:
+        return
+    for host in hosts:
+        executor.submit(ahead.ask_early, host)
 
 
 def _outcome_of(future: Future, stop: "Stop", phase: Phase, host: str) -> PhaseOutcome:
@@ -231,14 +248,13 @@ def _run_one(phase: Phase, host: Host, run_ctx: RunContext, pool: "ConnectionPoo
                             message=f"unexpected error: {type(exc).__name__}: {exc}",
                             seconds=time.monotonic() - started, trace=traceback.format_exc())
     ctx = HostContext(run_ctx, host, connection, facts_source=lambda: pool.facts(host))
-    sent = connection.commands_sent
     try:
         ctx.prefetched = ahead.answers(phase, host) if ahead else None    # the target's probes, asked up front
     except Exception:  # noqa: BLE001 - a surprise up front only costs the phase its own probe command
         log.warning("%s: asking ahead failed; %s asks on its own\n%s", host.name, phase.name, traceback.format_exc())
         ctx.prefetched = None
     outcome = run_phase_on_host(phase, ctx)
-    outcome.commands_sent = connection.commands_sent - sent   # the phase's own and, for its first, asked ahead
+    outcome.commands_sent = pool.commands_not_counted(host)   # the phase's own and, for its first, asked ahead
     if outcome.changed:
         pool.forget_facts(host)  # this phase changed the host: the next phase asks afresh
     if ahead and not run_ctx.plan and (outcome.changed or outcome.status != Outcome.OK and
@@ -317,6 +333,7 @@ class ConnectionPool:
         self._connections: dict[str, HostConnection] = {}
         self._errors: dict[str, HostError] = {}
         self._facts: dict[str, object] = {}
+        self._counted: dict[str, int] = {}       # commands_sent per host already counted for a phase
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.stopped = ""
@@ -337,6 +354,16 @@ class ConnectionPool:
                     self._errors[host.name] = exc
                     raise
             return self._connections[host.name]
+
+    def commands_not_counted(self, host: Host) -> int:
+        """Commands sent to ``host`` since this was last asked: each counted for the phase that caused it."""
+        connection = self._connections.get(host.name)
+        if connection is None:
+            return 0
+        with self._guard:
+            counted = self._counted.get(host.name, 0)
+            self._counted[host.name] = connection.commands_sent
+        return connection.commands_sent - counted
 
     def facts(self, host: Host):
         from vmstation.facts import host_facts_script, parse_host_facts

@@ -387,3 +387,31 @@ def test_a_whole_no_op_is_one_command_per_host_and_a_change_makes_later_phases_a
     changed = {(o.phase, o.host) for o in third.outcomes if o.changed}
     assert changed == {("first", hosts[1].name)}
     assert (roots[hosts[1].name] / "one.conf").read_text() == "one\n"
+
+
+def test_every_host_is_asked_at_the_start_even_when_its_first_phase_waits_for_another_host(hosts, tmp_path):
+    """deploy-debian's shape: a check on one host first, every host's phases after it. Each host is connected
+    to and asked at the start, side by side: the others' probes ran while the first host's slow check did,
+    and a no-op is still one command per host."""
+    roots = {h.name: h.root / f"early-{tmp_path.name}" for h in hosts}
+    first_host = hosts[0].name
+
+    def gate(ctx):
+        yield op.Check(op.sh("sleep 1; mkdir -p {0}; date +%s.%N > {0}/gate-done", str(roots[ctx.host.name])),
+                       "a slow check on the first host")
+
+    def rest(ctx):
+        root = str(roots[ctx.host.name])
+        yield op.Check(op.sh("mkdir -p {0}; date +%s.%N > {0}/asked", root), "every host asked")
+    graph = Graph([Phase("gate", "gate", lambda inventory: [h for h in inventory.hosts if h.name == first_host],
+                         gate),
+                   Phase("rest", "rest", all_hosts, rest, ("gate",))], [Target("t", "t", ("rest",))])
+    inventory = inventory_of(hosts, tmp_path)
+
+    result = run_target(graph, inventory, "t")
+    assert result.exit_code == 0, [(o.phase, o.host, o.message) for o in result.outcomes]
+    gate_done = float((roots[first_host] / "gate-done").read_text())
+    for h in hosts[1:]:
+        assert float((roots[h.name] / "asked").read_text()) < gate_done      # asked while the gate still ran
+    sent = {h.name: sum(o.commands_sent for o in result.outcomes if o.host == h.name) for h in hosts}
+    assert sent == {h.name: 1 for h in hosts}
