@@ -22,6 +22,8 @@ WARN_DAYS = 30
 KUBEADM_MANIFESTS = "/etc/kubernetes/manifests"
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 RKE2_TLS_DIR = "/var/lib/rancher/rke2/server/tls"
+# `vmstation certs renew CLUSTER` names the cluster as `vmstation upgrade debian|rke2` does: by its kind.
+RENEW_CLUSTERS = {"debian": "kubeadm", "rke2": "rke2"}
 # The documented table: "admin.conf   Dec 30, 2020 23:36 UTC   364d   ca   no".
 _ROW = re.compile(r"^(?P<name>\S+)\s+(?P<when>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{2}:\d{2} UTC)\s")
 _ENDDATE = re.compile(r"^(?P<path>\S+)\s+notAfter=(?P<when>[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2} \d{4} GMT)$")
@@ -58,17 +60,25 @@ def parse_enddates(output: str) -> list[Certificate]:
     return found
 
 
-def verdict(certificates: list[Certificate], now: datetime, warn_days: int = WARN_DAYS) -> tuple[str, str]:
-    """("ok" | "warn" | "expired" | "unknown", a sentence) for the soonest expiry."""
+def renew_command(kind: str) -> str:
+    """The command that renews the certificates of a cluster of ``kind`` (and leaves the other cluster alone)."""
+    return "vmstation certs renew " + next(word for word, of in RENEW_CLUSTERS.items() if of == kind)
+
+
+def verdict(certificates: list[Certificate], now: datetime, warn_days: int = WARN_DAYS, *,
+            kind: str) -> tuple[str, str]:
+    """("ok" | "warn" | "expired" | "unknown", a sentence) for the soonest expiry of a ``kind`` cluster's
+    certificates; the sentence names the command that renews that cluster's only."""
     if not certificates:
         return "unknown", "no certificate expiry could be read"
     soonest = min(certificates, key=lambda c: c.expires)
+    renew = renew_command(kind)
     left = soonest.days_left(now)
     when = soonest.expires.strftime("%Y-%m-%d")
     if left <= 0:
-        return "expired", f"{soonest.name} expired on {when}: run `vmstation certs renew`"
+        return "expired", f"{soonest.name} expired on {when}: run `{renew}`"
     if left <= warn_days:
-        return "warn", f"{soonest.name} expires on {when} ({left:.0f} days): run `vmstation certs renew`"
+        return "warn", f"{soonest.name} expires on {when} ({left:.0f} days): run `{renew}`"
     return "ok", f"soonest: {soonest.name} on {when} ({left:.0f} days)"
 
 

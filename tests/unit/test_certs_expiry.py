@@ -46,7 +46,7 @@ def test_valid_certificates_pass_and_the_soonest_is_named():
 def test_within_30_days_is_a_warning_that_says_what_renews_them():
     step = UPGRADE.decide(SOON, frozenset())
     assert step.status == "warn"
-    assert step.reason == ("client-admin.crt expires on 2026-12-10 (12 days): run `vmstation certs renew`, or "
+    assert step.reason == ("client-admin.crt expires on 2026-12-10 (12 days): run `vmstation certs renew rke2`, or "
                            "restart rke2-server on this server: RKE2 renews expired certificates whenever it starts")
 
 
@@ -55,8 +55,8 @@ def test_an_expired_running_server_refuses_the_deploy_with_what_to_run():
         DEPLOY.decide(EXPIRED + "service=active\n", frozenset())
     assert refused.value.message == (
         "the RKE2 server's certificates have expired (client-admin.crt expired on 2026-11-01: run `vmstation certs "
-        "renew`, or restart rke2-server on this server: RKE2 renews expired certificates whenever it starts); this "
-        "deploy restarts rke2-server only when its config.yaml changes, so it would leave them expired")
+        "renew rke2`, or restart rke2-server on this server: RKE2 renews expired certificates whenever it starts); "
+        "this deploy restarts rke2-server only when its config.yaml changes, so it would leave them expired")
 
 
 def test_an_expired_stopped_server_is_a_warning_for_the_deploy_since_its_start_renews_them():
@@ -83,8 +83,8 @@ def test_the_kubeadm_check_is_the_same_operation_with_its_own_reading():
     with pytest.raises(HostError) as refused:
         kubeadm.decide(table, frozenset())
     assert refused.value.message == ("the control plane's certificates have expired (admin.conf expired on "
-                                     "2026-11-01: run `vmstation certs renew`); a deploy or an upgrade would leave "
-                                     "it so")
+                                     "2026-11-01: run `vmstation certs renew debian`); a deploy or an upgrade "
+                                     "would leave it so")
     assert kubeadm.decide(f"{NOT_INITIALISED}\n", frozenset()).status == "skip"
 
 
