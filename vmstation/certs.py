@@ -50,14 +50,20 @@ def parse_check_expiration(output: str) -> list[Certificate]:
 
 
 def parse_enddates(output: str) -> list[Certificate]:
-    """Lines ``PATH notAfter=Nov 28 10:00:00 2027 GMT`` (RKE2's certificates, read with openssl)."""
+    """Lines ``PATH notAfter=Nov 28 10:00:00 2027 GMT`` (RKE2's certificates, read with openssl), each named by
+    its file, etcd's with their directory (``etcd/client.crt``: tls/ has a client-*.crt of its own)."""
     found = []
     for line in output.splitlines():
         match = _ENDDATE.match(line.strip())
         if match:
             when = datetime.strptime(" ".join(match["when"].split()), "%b %d %H:%M:%S %Y GMT")
-            found.append(Certificate(match["path"].rsplit("/", 1)[-1], when.replace(tzinfo=timezone.utc)))
+            found.append(Certificate(_tls_name(match["path"]), when.replace(tzinfo=timezone.utc)))
     return found
+
+
+def _tls_name(path: str) -> str:
+    parts = path.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 1 and parts[-2] == "etcd" else parts[-1]
 
 
 def renew_command(kind: str) -> str:
@@ -90,9 +96,15 @@ def kubeadm_check_command() -> str:
 
 
 def rke2_enddates_command() -> str:
-    """The expiry of each of RKE2's server certificates, one ``PATH notAfter=...`` line each (CAs left out)."""
-    return (f"for f in {RKE2_TLS_DIR}/*.crt; do case \"$f\" in *-ca.crt) continue;; esac; "
-            "printf '%s ' \"$f\"; openssl x509 -noout -enddate -in \"$f\"; done")
+    """The expiry of each of RKE2's server certificates, one ``PATH notAfter=...`` line each (CAs left out):
+    those in tls/ and the embedded etcd's in tls/etcd/ (client.crt, server-client.crt, peer-server-client.crt;
+    its CAs are server-ca.crt and peer-ca.crt). `rke2 certificate rotate` renews both sets: docs.rke2.io
+    "Certificate Management" lists etcd among the services it rotates, and the rotate command RKE2 shares with
+    k3s (k3s-io/k3s pkg/cli/cert/cert.go) removes tls/etcd/{server-client,peer-server-client,client}.crt with
+    the others so that the next start issues them anew. A directory without certificates (no etcd/ on a server
+    of an external datastore) adds nothing."""
+    return (f"for f in {RKE2_TLS_DIR}/*.crt {RKE2_TLS_DIR}/etcd/*.crt; do case \"$f\" in *-ca.crt) continue;; "
+            "esac; [ -e \"$f\" ] || continue; printf '%s ' \"$f\"; openssl x509 -noout -enddate -in \"$f\"; done")
 
 
 def kubeadm_renew_command() -> str:

@@ -104,5 +104,36 @@ def test_the_rke2_probe_reads_real_certificate_files_and_leaves_the_cas_out(tmp_
         CertificateExpiry(RKE2, refusal=upgrade_rke2.UPGRADE_REFUSAL).decide(run(probe), frozenset())
 
 
+def test_the_embedded_etcds_certificates_count_too_named_with_their_directory(tmp_path):
+    """tls/etcd/ holds etcd's client, server and peer certificates (rotated with the rest) and two CAs."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    tls = tmp_path / "tls"
+    (tls / "etcd").mkdir(parents=True)
+    (tls / "client-admin.crt").write_bytes(certificate_pem("system:admin", now + timedelta(days=200)))
+    (tls / "client-ca.crt").write_bytes(certificate_pem("rke2-client-ca", now - timedelta(days=1)))
+    etcd = {"client.crt": now + timedelta(days=150), "server-client.crt": now + timedelta(days=120),
+            "peer-server-client.crt": now + timedelta(days=12)}
+    for name, when in etcd.items():
+        (tls / "etcd" / name).write_bytes(certificate_pem(f"etcd {name}", when))
+    for ca in ("server-ca.crt", "peer-ca.crt"):
+        (tls / "etcd" / ca).write_bytes(certificate_pem(f"etcd-{ca}", now - timedelta(days=1)))
+    found = certs.parse_enddates(run(UPGRADE.probe(False).replace(TLS, str(tls))))
+    assert sorted((c.name, c.expires) for c in found) == sorted(
+        [("client-admin.crt", now + timedelta(days=200))] + [(f"etcd/{n}", when) for n, when in etcd.items()])
+    step = CertificateExpiry(RKE2, refusal=upgrade_rke2.UPGRADE_REFUSAL).decide(
+        run(UPGRADE.probe(False).replace(TLS, str(tls))), frozenset())
+    assert step.status == "warn" and step.reason.startswith("etcd/peer-server-client.crt expires on ")
+    assert "(12 days): run `vmstation certs renew rke2`" in step.reason
+
+
+def test_a_server_without_an_etcd_directory_reads_the_rest_alone(tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "client-admin.crt").write_bytes(certificate_pem("system:admin", now + timedelta(days=9)))
+    output = run(certs.rke2_enddates_command().replace(TLS, str(tmp_path / "tls")))
+    assert [c.name for c in certs.parse_enddates(output)] == ["client-admin.crt"]
+    assert len(output.splitlines()) == 1                 # no line for the etcd pattern that matched nothing
+
+
 def run(script: str) -> str:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False).stdout
