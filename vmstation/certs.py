@@ -22,6 +22,8 @@ WARN_DAYS = 30
 KUBEADM_MANIFESTS = "/etc/kubernetes/manifests"
 CONTROL_PLANE_PODS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 RKE2_TLS_DIR = "/var/lib/rancher/rke2/server/tls"
+# `vmstation certs renew CLUSTER` names the cluster as `vmstation upgrade debian|rke2` does: by its kind.
+RENEW_CLUSTERS = {"debian": "kubeadm", "rke2": "rke2"}
 # The documented table: "admin.conf   Dec 30, 2020 23:36 UTC   364d   ca   no".
 _ROW = re.compile(r"^(?P<name>\S+)\s+(?P<when>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{2}:\d{2} UTC)\s")
 _ENDDATE = re.compile(r"^(?P<path>\S+)\s+notAfter=(?P<when>[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2} \d{4} GMT)$")
@@ -48,27 +50,41 @@ def parse_check_expiration(output: str) -> list[Certificate]:
 
 
 def parse_enddates(output: str) -> list[Certificate]:
-    """Lines ``PATH notAfter=Nov 28 10:00:00 2027 GMT`` (RKE2's certificates, read with openssl)."""
+    """Lines ``PATH notAfter=Nov 28 10:00:00 2027 GMT`` (RKE2's certificates, read with openssl), each named by
+    its file, etcd's with their directory (``etcd/client.crt``: tls/ has a client-*.crt of its own)."""
     found = []
     for line in output.splitlines():
         match = _ENDDATE.match(line.strip())
         if match:
             when = datetime.strptime(" ".join(match["when"].split()), "%b %d %H:%M:%S %Y GMT")
-            found.append(Certificate(match["path"].rsplit("/", 1)[-1], when.replace(tzinfo=timezone.utc)))
+            found.append(Certificate(_tls_name(match["path"]), when.replace(tzinfo=timezone.utc)))
     return found
 
 
-def verdict(certificates: list[Certificate], now: datetime, warn_days: int = WARN_DAYS) -> tuple[str, str]:
-    """("ok" | "warn" | "expired" | "unknown", a sentence) for the soonest expiry."""
+def _tls_name(path: str) -> str:
+    parts = path.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 1 and parts[-2] == "etcd" else parts[-1]
+
+
+def renew_command(kind: str) -> str:
+    """The command that renews the certificates of a cluster of ``kind`` (and leaves the other cluster alone)."""
+    return "vmstation certs renew " + next(word for word, of in RENEW_CLUSTERS.items() if of == kind)
+
+
+def verdict(certificates: list[Certificate], now: datetime, warn_days: int = WARN_DAYS, *,
+            kind: str) -> tuple[str, str]:
+    """("ok" | "warn" | "expired" | "unknown", a sentence) for the soonest expiry of a ``kind`` cluster's
+    certificates; the sentence names the command that renews that cluster's only."""
     if not certificates:
         return "unknown", "no certificate expiry could be read"
     soonest = min(certificates, key=lambda c: c.expires)
+    renew = renew_command(kind)
     left = soonest.days_left(now)
     when = soonest.expires.strftime("%Y-%m-%d")
     if left <= 0:
-        return "expired", f"{soonest.name} expired on {when}: run `vmstation certs renew`"
+        return "expired", f"{soonest.name} expired on {when}: run `{renew}`"
     if left <= warn_days:
-        return "warn", f"{soonest.name} expires on {when} ({left:.0f} days): run `vmstation certs renew`"
+        return "warn", f"{soonest.name} expires on {when} ({left:.0f} days): run `{renew}`"
     return "ok", f"soonest: {soonest.name} on {when} ({left:.0f} days)"
 
 
@@ -80,9 +96,15 @@ def kubeadm_check_command() -> str:
 
 
 def rke2_enddates_command() -> str:
-    """The expiry of each of RKE2's server certificates, one ``PATH notAfter=...`` line each (CAs left out)."""
-    return (f"for f in {RKE2_TLS_DIR}/*.crt; do case \"$f\" in *-ca.crt) continue;; esac; "
-            "printf '%s ' \"$f\"; openssl x509 -noout -enddate -in \"$f\"; done")
+    """The expiry of each of RKE2's server certificates, one ``PATH notAfter=...`` line each (CAs left out):
+    those in tls/ and the embedded etcd's in tls/etcd/ (client.crt, server-client.crt, peer-server-client.crt;
+    its CAs are server-ca.crt and peer-ca.crt). `rke2 certificate rotate` renews both sets: docs.rke2.io
+    "Certificate Management" lists etcd among the services it rotates, and the rotate command RKE2 shares with
+    k3s (k3s-io/k3s pkg/cli/cert/cert.go) removes tls/etcd/{server-client,peer-server-client,client}.crt with
+    the others so that the next start issues them anew. A directory without certificates (no etcd/ on a server
+    of an external datastore) adds nothing."""
+    return (f"for f in {RKE2_TLS_DIR}/*.crt {RKE2_TLS_DIR}/etcd/*.crt; do case \"$f\" in *-ca.crt) continue;; "
+            "esac; [ -e \"$f\" ] || continue; printf '%s ' \"$f\"; openssl x509 -noout -enddate -in \"$f\"; done")
 
 
 def kubeadm_renew_command() -> str:

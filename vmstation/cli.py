@@ -298,20 +298,40 @@ def certs():
     """Control-plane certificates: `vmstation status` shows their expiry; renew them here."""
 
 
+# `certs renew debian|rke2`: the cluster named as `upgrade debian|rke2` names it; the target that renews its
+# certificates, and how many of its hosts at once (RKE2's servers one at a time).
+RENEW_TARGETS = {"debian": ("certs-renew", 32), "rke2": ("certs-rotate-rke2", 1)}
+
+
 @certs.command("renew")
+@click.argument("cluster", required=False, metavar="[debian|rke2]")
 @click.option("--plan", "--check", "plan", is_flag=True, help="Show what would be renewed and restarted.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @common_options
 @reports_input_errors
-def certs_renew(plan, yes, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
-    """kubeadm certs renew all on the control plane, its static pods restarted, admin.conf fetched again; RKE2
-    servers rotate theirs with `rke2 certificate rotate`."""
+def certs_renew(cluster, plan, yes, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
+    """Renew one cluster's certificates, or both clusters' when none is named. debian: kubeadm certs renew all
+    on the control plane, its static pods restarted, admin.conf fetched again; rke2: `rke2 certificate rotate`
+    on each server in turn (rke2-server stopped, then started). A named cluster's renewal leaves the other alone."""
+    from vmstation.errors import InputError
+
+    if cluster is not None and cluster not in RENEW_TARGETS:
+        raise InputError(f"certs renew: no cluster {cluster!r}: name debian (the kubeadm cluster) or rke2, "
+                         "or neither to renew both")
+    chosen = [cluster] if cluster else list(RENEW_TARGETS)
     if not plan and not yes:
-        click.confirm("Renew the certificates and restart the control planes?", abort=True)
+        click.confirm(_RENEW_QUESTION[cluster], abort=True)
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    code = _run(session, "certs-renew", plan=plan, verbose=verbose)
-    rotated = _run(session, "certs-rotate-rke2", plan=plan, forks=1, verbose=verbose)
-    sys.exit(code or rotated)
+    codes = [_run(session, RENEW_TARGETS[name][0], plan=plan, forks=RENEW_TARGETS[name][1], verbose=verbose)
+             for name in chosen]
+    sys.exit(next((code for code in codes if code), 0))
+
+
+_RENEW_QUESTION = {
+    None: "Renew the certificates of both clusters and restart their control planes?",
+    "debian": "Renew the Debian cluster's certificates and restart its control-plane static pods?",
+    "rke2": "Rotate the RKE2 servers' certificates (rke2-server stopped and started on each)?",
+}
 
 
 @main.group()

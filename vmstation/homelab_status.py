@@ -220,7 +220,7 @@ def _cluster_status(inventory, cluster: Cluster, looks, now, problems, warnings)
     if view and view.answered:
         found = (certs.parse_check_expiration if cluster.kind == "kubeadm" else certs.parse_enddates)(
             view.sections.get("certs", ""))
-        status.certificates, status.certificates_note = certs.verdict(found, now)
+        status.certificates, status.certificates_note = certs.verdict(found, now, kind=cluster.kind)
         if status.certificates == "expired":
             problems.append(f"{cluster.name}: certificates: {status.certificates_note}")
         elif status.certificates == "warn":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import stat
 import time
@@ -219,16 +220,69 @@ def test_the_rke2_server_is_snapshotted_with_its_own_command_and_fetched_too(day
 # -- certificates ----------------------------------------------------------------------------------------------
 
 
-def test_certs_renew_renews_restarts_the_static_pods_and_fetches_admin_conf_again(daytwo_boxes, inventory,
-                                                                                   monkeypatch):
-    from vmstation.app import run_target
+RKE2_SERVER_UNIT = ("# STAND-IN unit for rke2-server (tests/standins/README.md)\n[Unit]\nDescription=stand-in "
+                    "rke2-server\n[Service]\nExecStart=/usr/local/bin/rke2 server\n")
 
+
+@pytest.fixture
+def rke2_server(daytwo_boxes) -> Iterator[None]:
+    """SERVER as a running RKE2 server of stand-ins (rke2, its kubectl, rke2-server), put back afterwards."""
+    root = daytwo_boxes[SERVER].root
+    shutil.copy2(STANDINS / "rke2", root / "usr/local/bin/rke2")
+    (root / "var/lib/rancher/rke2/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(STANDINS / "rke2-kubectl", root / "var/lib/rancher/rke2/bin/kubectl")
+    (root / "etc/systemd/system/rke2-server.service").write_text(RKE2_SERVER_UNIT)
+    status, text = as_root(daytwo_boxes, SERVER, "systemctl daemon-reload && systemctl start rke2-server && "
+                                                 "until [ -e /etc/rancher/rke2/rke2.yaml ]; do sleep 0.1; done")
+    assert status == 0, text
+    try:
+        yield
+    finally:
+        status, text = as_root(daytwo_boxes, SERVER, "systemctl stop rke2-server; rm -f /etc/rancher/rke2/rke2.yaml "
+                                                     "/etc/systemd/system/rke2-server.service; systemctl daemon-reload")
+        assert status == 0, text
+
+
+def as_root(boxes, name: str, script: str) -> tuple[int, str]:
+    from vmstation.testing.ssh_client import connect_checked, run
+
+    client = connect_checked(boxes[name].address, boxes.known_hosts, boxes.client_key)
+    try:
+        return run(client, f"timeout 30 sh -c {shlex.quote(script)}", timeout=60)
+    finally:
+        client.close()
+
+
+def renew(inventory: Path, monkeypatch, *args: str):
+    from click.testing import CliRunner
+
+    from vmstation.cli import main
+
+    monkeypatch.setenv("VMSTATION_VAULT_PASSWORD", "")
+    monkeypatch.delenv("VMSTATION_STATE_DIR", raising=False)
+    return CliRunner().invoke(main, ["certs", "renew", *args, "--yes", "-i", str(inventory)])
+
+
+def control_plane_untouched(boxes, inventory: Path) -> tuple:
+    """What a kubeadm renewal changes: the stand-in's calls, the manifests (moved away and back: a new ctime),
+    the admin.conf fetched to the operator's machine."""
+    manifests = boxes[CONTROL].root / "etc/kubernetes/manifests"
+    fetched = inventory.parent / ".vmstation/artifacts/debian/admin.conf"
+    return (calls(boxes, CONTROL), sorted((p.name, p.stat().st_ctime_ns) for p in manifests.iterdir()),
+            fetched.stat().st_mtime_ns if fetched.exists() else None)
+
+
+def test_certs_renew_debian_renews_restarts_the_static_pods_fetches_admin_conf_and_leaves_rke2_alone(
+        daytwo_boxes, inventory, monkeypatch, rke2_server):
     in_ten_days = time.strftime("%b %d, %Y 00:00 UTC", time.gmtime(time.time() + 86400 * 10))
     cue(daytwo_boxes, CONTROL, "certs-expire", in_ten_days)
     soon = homelab_status(session(inventory, monkeypatch))
     assert soon.clusters[0].certificates == "warn" and soon.healthy
-    result = run_target(session(inventory, monkeypatch), "certs-renew")
-    assert result.exit_code == 0, [(o.phase, o.host, o.status, o.message) for o in result.outcomes]
+    assert soon.clusters[0].certificates_note.endswith("days): run `vmstation certs renew debian`")
+    server_before = calls(daytwo_boxes, SERVER)
+    result = renew(inventory, monkeypatch, "debian")
+    assert result.exit_code == 0, result.output
+    assert "certs.renew" in result.output and "certs.rke2-rotate" not in result.output
     assert "certs-renew all" in calls(daytwo_boxes, CONTROL)
     manifests = daytwo_boxes[CONTROL].root / "etc/kubernetes/manifests"
     assert (manifests / "etcd.yaml").exists()                                   # moved away and back
@@ -236,6 +290,23 @@ def test_certs_renew_renews_restarts_the_static_pods_and_fetches_admin_conf_agai
     fetched = inventory.parent / ".vmstation/artifacts/debian/admin.conf"
     assert stat.S_IMODE(fetched.stat().st_mode) == 0o600
     assert homelab_status(session(inventory, monkeypatch)).clusters[0].certificates == "ok"
+    assert calls(daytwo_boxes, SERVER) == server_before               # no rotation, rke2-server not restarted
+
+
+def test_certs_renew_rke2_rotates_the_server_and_leaves_the_debian_control_plane_alone(
+        daytwo_boxes, inventory, monkeypatch, rke2_server):
+    debian_before = control_plane_untouched(daytwo_boxes, inventory)
+    server_before = calls(daytwo_boxes, SERVER)
+    planned = renew(inventory, monkeypatch, "rke2", "--plan")
+    assert planned.exit_code == 0, planned.output
+    assert "certs.rke2-rotate" in planned.output and "certs.renew" not in planned.output
+    assert calls(daytwo_boxes, SERVER) == server_before
+
+    result = renew(inventory, monkeypatch, "rke2")
+    assert result.exit_code == 0, result.output
+    rotated = calls(daytwo_boxes, SERVER)[len(server_before):]      # stopped, rotated, started again
+    assert len(rotated) == 2 and rotated[0] == "certificate rotate" and rotated[1].startswith("server started ")
+    assert control_plane_untouched(daytwo_boxes, inventory) == debian_before
 
 
 def test_an_expired_control_plane_is_refused_by_the_deploy(daytwo_boxes, inventory, monkeypatch):

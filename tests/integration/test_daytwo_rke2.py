@@ -214,8 +214,9 @@ def test_an_expired_server_certificate_stops_deploy_and_upgrade_before_anything_
     expiry = outcomes.pop(("certs.rke2-expiry", SERVER))
     assert expiry.status == "failed" and deploy.exit_code == 1
     assert expiry.message.startswith("the RKE2 server's certificates have expired (client-admin.crt expired on ")
-    assert "run `vmstation certs renew`, or restart rke2-server on this server: RKE2 renews expired certificates " \
-           "whenever it starts); this deploy restarts rke2-server only when its config.yaml changes" in expiry.message
+    assert "run `vmstation certs renew rke2`, or restart rke2-server on this server: RKE2 renews expired " \
+           "certificates whenever it starts); this deploy restarts rke2-server only when its config.yaml changes" \
+           in expiry.message
     assert {o.status for o in outcomes.values()} == {"blocked"} and deploy.changed == 0
 
     assert [(p.where, p.result.exit_code) for p in refused.parts] == [(f"server {SERVER}", 1)]

@@ -46,7 +46,7 @@ def test_valid_certificates_pass_and_the_soonest_is_named():
 def test_within_30_days_is_a_warning_that_says_what_renews_them():
     step = UPGRADE.decide(SOON, frozenset())
     assert step.status == "warn"
-    assert step.reason == ("client-admin.crt expires on 2026-12-10 (12 days): run `vmstation certs renew`, or "
+    assert step.reason == ("client-admin.crt expires on 2026-12-10 (12 days): run `vmstation certs renew rke2`, or "
                            "restart rke2-server on this server: RKE2 renews expired certificates whenever it starts")
 
 
@@ -55,8 +55,8 @@ def test_an_expired_running_server_refuses_the_deploy_with_what_to_run():
         DEPLOY.decide(EXPIRED + "service=active\n", frozenset())
     assert refused.value.message == (
         "the RKE2 server's certificates have expired (client-admin.crt expired on 2026-11-01: run `vmstation certs "
-        "renew`, or restart rke2-server on this server: RKE2 renews expired certificates whenever it starts); this "
-        "deploy restarts rke2-server only when its config.yaml changes, so it would leave them expired")
+        "renew rke2`, or restart rke2-server on this server: RKE2 renews expired certificates whenever it starts); "
+        "this deploy restarts rke2-server only when its config.yaml changes, so it would leave them expired")
 
 
 def test_an_expired_stopped_server_is_a_warning_for_the_deploy_since_its_start_renews_them():
@@ -83,8 +83,8 @@ def test_the_kubeadm_check_is_the_same_operation_with_its_own_reading():
     with pytest.raises(HostError) as refused:
         kubeadm.decide(table, frozenset())
     assert refused.value.message == ("the control plane's certificates have expired (admin.conf expired on "
-                                     "2026-11-01: run `vmstation certs renew`); a deploy or an upgrade would leave "
-                                     "it so")
+                                     "2026-11-01: run `vmstation certs renew debian`); a deploy or an upgrade "
+                                     "would leave it so")
     assert kubeadm.decide(f"{NOT_INITIALISED}\n", frozenset()).status == "skip"
 
 
@@ -102,6 +102,37 @@ def test_the_rke2_probe_reads_real_certificate_files_and_leaves_the_cas_out(tmp_
                                                           ("serving-kube-apiserver.crt", now + timedelta(days=300))]
     with pytest.raises(HostError, match="client-admin.crt expired on"):
         CertificateExpiry(RKE2, refusal=upgrade_rke2.UPGRADE_REFUSAL).decide(run(probe), frozenset())
+
+
+def test_the_embedded_etcds_certificates_count_too_named_with_their_directory(tmp_path):
+    """tls/etcd/ holds etcd's client, server and peer certificates (rotated with the rest) and two CAs."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    tls = tmp_path / "tls"
+    (tls / "etcd").mkdir(parents=True)
+    (tls / "client-admin.crt").write_bytes(certificate_pem("system:admin", now + timedelta(days=200)))
+    (tls / "client-ca.crt").write_bytes(certificate_pem("rke2-client-ca", now - timedelta(days=1)))
+    etcd = {"client.crt": now + timedelta(days=150), "server-client.crt": now + timedelta(days=120),
+            "peer-server-client.crt": now + timedelta(days=12)}
+    for name, when in etcd.items():
+        (tls / "etcd" / name).write_bytes(certificate_pem(f"etcd {name}", when))
+    for ca in ("server-ca.crt", "peer-ca.crt"):
+        (tls / "etcd" / ca).write_bytes(certificate_pem(f"etcd-{ca}", now - timedelta(days=1)))
+    found = certs.parse_enddates(run(UPGRADE.probe(False).replace(TLS, str(tls))))
+    assert sorted((c.name, c.expires) for c in found) == sorted(
+        [("client-admin.crt", now + timedelta(days=200))] + [(f"etcd/{n}", when) for n, when in etcd.items()])
+    step = CertificateExpiry(RKE2, refusal=upgrade_rke2.UPGRADE_REFUSAL).decide(
+        run(UPGRADE.probe(False).replace(TLS, str(tls))), frozenset())
+    assert step.status == "warn" and step.reason.startswith("etcd/peer-server-client.crt expires on ")
+    assert "(12 days): run `vmstation certs renew rke2`" in step.reason
+
+
+def test_a_server_without_an_etcd_directory_reads_the_rest_alone(tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "client-admin.crt").write_bytes(certificate_pem("system:admin", now + timedelta(days=9)))
+    output = run(certs.rke2_enddates_command().replace(TLS, str(tmp_path / "tls")))
+    assert [c.name for c in certs.parse_enddates(output)] == ["client-admin.crt"]
+    assert len(output.splitlines()) == 1                 # no line for the etcd pattern that matched nothing
 
 
 def run(script: str) -> str:

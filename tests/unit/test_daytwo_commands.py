@@ -61,6 +61,9 @@ def test_the_static_pods_come_back_even_when_the_restart_script_fails_half_way(t
     (["upgrade", "rke2", "--to", "v1.35.7"], "an RKE2 release names its rke2r revision"),
     (["upgrade", "debian", "--to", "1.30", "--plan", "--resume"], "--plan and --resume cannot be used together"),
     (["backup", "--keep", "0"], "0 is not in the range x>=1"),
+    (["certs", "renew", "etcd", "--plan"], "vmstation: certs renew: no cluster 'etcd': name debian (the kubeadm "
+                                           "cluster) or rke2, or neither to renew both\n"),
+    (["certs", "renew", "kubeadm", "--yes"], "no cluster 'kubeadm'"),
 ])
 def test_bad_upgrade_and_backup_options_are_one_line_exit_2_before_any_host(tmp_path, args, words):
     inventory = Path(__file__).resolve().parents[2] / "hosts.toml"      # the real homelab: never contacted
@@ -68,6 +71,38 @@ def test_bad_upgrade_and_backup_options_are_one_line_exit_2_before_any_host(tmp_
     result = CliRunner().invoke(main, args + ["-i", str(inventory)], env=env)
     assert result.exit_code == 2, result.output
     assert words in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, runs", [
+    (["debian"], [("certs-renew", 32)]),
+    (["rke2"], [("certs-rotate-rke2", 1)]),
+    ([], [("certs-renew", 32), ("certs-rotate-rke2", 1)]),         # none named: both, as before
+])
+def test_certs_renew_runs_the_named_clusters_target_only(monkeypatch, args, runs):
+    """The CLI's choice alone: which target each form runs (the box test in test_daytwo.py runs them)."""
+    from vmstation import cli
+
+    asked = []
+    monkeypatch.setattr(cli, "_session", lambda *a, **k: "session")
+    monkeypatch.setattr(cli, "_run", lambda session, target, plan, forks, verbose: asked.append((target, forks,
+                                                                                                plan)) or 0)
+    result = CliRunner().invoke(main, ["certs", "renew", *args, "--plan"])
+    assert result.exit_code == 0, result.output
+    assert asked == [(target, forks, True) for target, forks in runs]
+
+
+def test_the_words_the_cli_takes_are_those_the_messages_name():
+    from vmstation import cli
+
+    assert set(cli.RENEW_TARGETS) == set(certs.RENEW_CLUSTERS)
+    assert [certs.renew_command(kind) for kind in ("kubeadm", "rke2")] == ["vmstation certs renew debian",
+                                                                           "vmstation certs renew rke2"]
+
+
+def test_certs_renew_asks_about_the_named_cluster_only():
+    result = CliRunner().invoke(main, ["certs", "renew", "rke2"], input="n\n")
+    assert result.exit_code == 1 and "Rotate the RKE2 servers' certificates" in result.output
+    assert "Debian" not in result.output
 
 
 def test_restore_prints_the_documented_procedures():

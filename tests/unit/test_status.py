@@ -63,10 +63,12 @@ def silent(inv, name: str) -> status.Look:
 def test_kubeadm_check_expiration_rows_and_the_soonest_verdict():
     found = certs.parse_check_expiration(CHECK_EXPIRATION)
     assert [c.name for c in found] == ["admin.conf", "apiserver", "etcd-server", "ca"]
-    assert certs.verdict(found, NOW)[0] == "warn" and "admin.conf expires on 2026-12-20" in certs.verdict(found, NOW)[1]
-    assert certs.verdict(found, datetime(2026, 12, 21, tzinfo=timezone.utc))[0] == "expired"
-    assert certs.verdict(found[1:], NOW)[0] == "ok"
-    assert certs.verdict([], NOW)[0] == "unknown"
+    assert certs.verdict(found, NOW, kind="kubeadm") == (
+        "warn", "admin.conf expires on 2026-12-20 (23 days): run `vmstation certs renew debian`")
+    assert certs.verdict(found, datetime(2026, 12, 21, tzinfo=timezone.utc), kind="kubeadm")[0] == "expired"
+    assert certs.verdict(found[1:], NOW, kind="kubeadm")[0] == "ok"
+    assert certs.verdict([], NOW, kind="kubeadm")[0] == "unknown"
+    assert certs.verdict(found, NOW, kind="rke2")[1].endswith("run `vmstation certs renew rke2`")
 
 
 def test_rke2_enddates_as_openssl_prints_them():

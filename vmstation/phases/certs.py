@@ -49,18 +49,19 @@ class ExpiryReading:
     """How one kind of control plane's certificate expiry is read, and what the operator is told about it."""
 
     subject: str                                        # "the control plane's", "the RKE2 server's"
+    kind: str                                           # the cluster's: its verdicts name `vmstation certs renew X`
     probe: str                                          # prints the expiry, or NOT_INITIALISED before the first install
     parse: Callable[[str], list[certs.Certificate]]
     not_yet: str                                        # why there is nothing to judge before the first install
-    remedy: str = ""                                    # said after certs.verdict's own `vmstation certs renew`
+    remedy: str = ""                                    # said after the verdict's `vmstation certs renew X`
 
 
-KUBEADM = ExpiryReading("the control plane's", _expiration_probe(), certs.parse_check_expiration,
+KUBEADM = ExpiryReading("the control plane's", "kubeadm", _expiration_probe(), certs.parse_check_expiration,
                         "no control plane yet (kubeadm init makes the certificates)")
 # docs.rke2.io "Certificate Management": "Any certificates that are expired or within 120 days of expiring are
 # automatically renewed every time RKE2 starts" (90 days before the May 2025 releases); `rke2 certificate rotate`
-# (what `vmstation certs renew` runs on RKE2 servers) makes new ones with the service stopped.
-RKE2 = ExpiryReading("the RKE2 server's", _rke2_enddates_probe(), certs.parse_enddates,
+# (what `vmstation certs renew rke2` runs on RKE2 servers) makes new ones with the service stopped.
+RKE2 = ExpiryReading("the RKE2 server's", "rke2", _rke2_enddates_probe(), certs.parse_enddates,
                      "no RKE2 server certificates yet (rke2-server makes them when it first starts)",
                      remedy=", or restart rke2-server on this server: RKE2 renews expired certificates whenever "
                             "it starts")
@@ -94,7 +95,7 @@ class CertificateExpiry(Operation):
         if NOT_INITIALISED in fact.split():
             return Step(self.label, SKIP, self.reading.not_yet)
         verdict, sentence = certs.verdict(self.reading.parse(fact), self.now or datetime.now(timezone.utc),
-                                          self.warn_days)
+                                          self.warn_days, kind=self.reading.kind)
         if verdict == "expired" and self.started_when_stopped and "service=active" not in fact.split():
             return Step(self.label, WARN, f"{sentence}; {self.started_when_stopped} is not running: this run "
                                           "starts it, and RKE2 renews expired certificates when it starts")
@@ -120,7 +121,8 @@ class Renewal(Operation):
     def decide(self, fact: str, changed: frozenset[str]) -> Step:
         if fact.strip() == NOT_INITIALISED:
             return Step(self.label, SKIP, "no control plane here (kubeadm init has not run)")
-        _verdict, sentence = certs.verdict(certs.parse_check_expiration(fact), datetime.now(timezone.utc))
+        _verdict, sentence = certs.verdict(certs.parse_check_expiration(fact), datetime.now(timezone.utc),
+                                           kind="kubeadm")
         return Step(self.label, CHANGE, f"now: {sentence}", deadline=600,
                     commands=(certs.kubeadm_renew_command(), certs.restart_static_pods_command()))
 

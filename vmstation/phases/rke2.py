@@ -96,6 +96,15 @@ def _selinux(ctx: HostContext) -> bool:
 
 def _rhel_packages(ctx: HostContext):
     yield Package(("container-selinux",), manager="dnf")
+    if ctx.host.has_role("server"):
+        # The RKE2 certificate expiry check (certs.rke2-expiry before each deploy and upgrade, and `vmstation
+        # status`) reads the server's certificates with the openssl command, which RHEL ships in its own
+        # package, apart from the openssl-libs everything links against. Nothing upstream says RHEL 10's
+        # minimal install carries it; minimal installs have gone without it (CentOS 7 minimal:
+        # geerlingguy/ansible-role-gitlab#63) and openshift/microshift's RHEL 10 bootc images install it
+        # explicitly (openshift/microshift#6782). So it is installed here, as container-selinux is; a deploy's
+        # first expiry check comes before it but has no certificates to read then (rke2-server makes them).
+        yield Package(("openssl",), manager="dnf")
     if ctx.facts.os_major_version >= 10:
         # Pinned to the running kernel so the extra modules load now, without a reboot into a newer kernel.
         package = f"kernel-modules-extra-{ctx.facts.kernel}"
