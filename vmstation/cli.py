@@ -226,12 +226,14 @@ def wake(hosts, from_here, interface, timeout, plan, inventory_path, vault_passw
          ssh_config, verbose):
     """Wake sleeping workers (Wake-on-LAN), wait until they answer, then undo what sleep did."""
     from vmstation.power.cycle import wake as wake_hosts
+    from vmstation.report import format_answered, format_sent, format_wake, tell_waiting
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    from vmstation.report import tell
-
-    sys.exit(wake_hosts(session, hosts, from_here=from_here, interface=interface, timeout=timeout, plan=plan,
-                        tell=tell))
+    result = wake_hosts(session, hosts, from_here=from_here, interface=interface, timeout=timeout, plan=plan,
+                        waiting=tell_waiting, sent=lambda sent: _echo(format_sent(sent)),
+                        answered=lambda woken: _echo(format_answered(woken)))
+    _echo(format_wake(result, streamed=True))
+    sys.exit(result.exit_code)
 
 
 @main.command()
@@ -244,11 +246,19 @@ def wake(hosts, from_here, interface, timeout, plan, inventory_path, vault_passw
 def sleep(check_only, plan, force, inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose):
     """Put idle workers to sleep: cordon, drain, scale down (recorded), arm WoL, shut down or suspend."""
     from vmstation.power.cycle import sleep as sleep_hosts
+    from vmstation.report import format_idle_check, format_sleep
 
     session = _session(inventory_path, vault_password_file, trust_new_host_keys, ssh_config, verbose)
-    from vmstation.report import tell
+    result = sleep_hosts(session, check_only=check_only, plan=plan, force=force,
+                         decided=lambda check: _echo(format_idle_check(check)))
+    _echo(format_sleep(result, streamed=True))
+    sys.exit(result.exit_code)
 
-    sys.exit(sleep_hosts(session, check_only=check_only, plan=plan, force=force, tell=tell))
+
+def _echo(lines) -> None:
+    """report.Line's, each on stdout or stderr."""
+    for line in lines:
+        click.echo(line.text, err=line.err)
 
 
 # -- day two ---------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ costs at most BANNER_TIMEOUT, not an SSH connect deadline.
 
 Pure below ``gather``: the script's sections in, a ``HomelabStatus`` out; ``healthy`` decides the exit code
 (0 healthy, 1 not). The last run of each target comes from the journals, the warnings from the same facts
-preflight judges (support windows, containerd's floor, certificates within 30 days).
+preflight judges (support windows, containerd's floor, certificates within 30 days), and a kubelet outside
+the Version Skew Policy against the API server (vmstation.skew) is a problem, as the upgrade's preflight says.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vmstation import certs, rhel, support
+from vmstation import certs, rhel, skew, support
 from vmstation.facts import new_token, parse_os_release, probe_script, split_sections
 from vmstation.inventory import Cluster, Host, Inventory
 
@@ -50,7 +51,8 @@ HOST_PROBES = {
 
 def leader_probes(kind: str) -> dict[str, str]:
     """What the control plane (or the first RKE2 server) adds: the cluster's view, sleep, idle, certificates."""
-    probes = {"nodes": f"{KUBECTL[kind]} get nodes -o json --request-timeout=5s"}
+    probes = {"nodes": f"{KUBECTL[kind]} get nodes -o json --request-timeout=5s",
+              "api-version": f"{KUBECTL[kind]} get --raw=/version --request-timeout=5s"}
     if kind == "kubeadm":
         probes.update({
             "sleep-record": f"cat {SLEEP_STATE}",
@@ -218,6 +220,9 @@ def _cluster_status(inventory, cluster: Cluster, looks, now, problems, warnings)
                         f"\"{cluster.version}\" (after an upgrade, set it to what runs: a deploy installs that "
                         "version)")
     if view and view.answered:
+        problems += [f"{cluster.name}: {sentence}" for sentence in skew.outside_policy(
+            api_server_version(view.sections.get("api-version", "")),
+            [(name, node.kubelet) for name, node in nodes.items()])]
         found = (certs.parse_check_expiration if cluster.kind == "kubeadm" else certs.parse_enddates)(
             view.sections.get("certs", ""))
         status.certificates, status.certificates_note = certs.verdict(found, now, kind=cluster.kind)
@@ -304,6 +309,15 @@ def parse_nodes(text: str) -> dict[str, NodeView]:
             ready, bool(spec.get("unschedulable")), str(info.get("kubeletVersion", "")),
             runtime.removeprefix("containerd://"), str(info.get("kernelVersion", "")), str(info.get("osImage", "")))
     return nodes
+
+
+def api_server_version(text: str) -> str:
+    """``gitVersion`` of the API server's ``GET /version`` answer ("v1.30.14"); "" for anything else."""
+    try:
+        version = json.loads(text).get("gitVersion", "")
+    except (ValueError, AttributeError):
+        return ""
+    return version if isinstance(version, str) else ""
 
 
 def sleep_recorded(text: str) -> set[str]:

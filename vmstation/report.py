@@ -1,4 +1,4 @@
-"""What the operator sees: live progress, the plan, the summary, JSON for machines.
+"""What the operator sees: live progress, the plan, the summary, JSON for machines, what sleep and wake tell.
 
 Progress is a listener of the runner's events. On a terminal it is a rich live
 host x phase table; elsewhere (CI, pipes) one plain line per outcome. The plan and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from vmstation.execute import PhaseOutcome
 from vmstation.operations import CHANGE, CHECK, OK, SKIP, WARN
@@ -226,11 +226,112 @@ def format_checks(results) -> str:
     return terminal_safe("\n".join(lines) + "\n")
 
 
-def tell(text: str, err: bool = False, nl: bool = True) -> None:
-    """The terminal edge of the commands that tell as they go (sleep, wake): a line on stdout, or stderr."""
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + ("\n" if nl else ""))
-    stream.flush()
+class Line(NamedTuple):
+    """One line for the terminal: on stdout, or on stderr (``err``)."""
+    text: str
+    err: bool = False
+
+
+def tell_waiting(host, seconds: float, timeout: float) -> None:
+    """While `vmstation wake` waits for a host to answer SSH: how long so far, on stderr, as it happens."""
+    sys.stderr.write(f"  waiting for {host.name} ({host.address}:{host.ssh_port}): {seconds:.0f} s of "
+                     f"{timeout:g} s\n")
+    sys.stderr.flush()
+
+
+def format_wake(result, *, streamed: bool = False) -> list[Line]:
+    """What `vmstation wake` tells (a power.cycle.Wake): the plan; or how the packets went, when each host
+    answered, and whether the nodes are back in the cluster. ``streamed``: the packets and the answers were told
+    as they came (format_sent, format_answered), so they are left out."""
+    if result.plan:
+        return _wake_plan(result)
+    lines = [] if streamed else format_sent(result.sent)
+    if result.sent.exit_code:
+        return lines
+    lines += [] if streamed else format_answered(result)
+    if result.missing:
+        return lines
+    return lines + [_run_told(result.run), Line(_rejoin_note(result.run, result.seconds))]
+
+
+def format_answered(result) -> list[Line]:
+    """When each host of a power.cycle.Wake answered SSH after the magic packet; what was not restored if one
+    did not."""
+    width = max(len(h.name) for h in result.targets)
+    lines = [Line(f"{h.name:<{width}}  " + (f"awake: SSH answered {result.awake[h.name]:.1f} s after the magic packet"
+                                            if result.awake[h.name] is not None else "did not answer"))
+             for h in result.targets]
+    if result.missing:
+        lines.append(Line(f"not restored: {', '.join(result.missing)} did not answer within {result.timeout:g} s; "
+                          "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True))
+    return lines
+
+
+def format_sent(sent) -> list[Line]:
+    """How the magic packets went (a power.cycle.Sent): masternode's run and its own line per packet, or this
+    machine's line per host."""
+    if not sent.from_here:
+        return [_run_told(sent.run)] + [Line(f"  {terminal_safe(p.report)}") for p in sent.packets]
+    lines = [Line(f"  {p.host}: {p.report}") for p in sent.packets]
+    if sent.not_sent:
+        lines.append(Line(f"vmstation: {sent.not_sent.host}: magic packet not sent: {sent.not_sent.report}",
+                          err=True))
+    return lines
+
+
+def format_sleep(result, *, streamed: bool = False) -> list[Line]:
+    """What `vmstation sleep` tells (a power.cycle.Sleep): the plan; or the idle decision with its reasons, the
+    sleep run, and each worker seen asleep or still answering. ``streamed``: the decision was told as it came
+    (format_idle_check, before the sleep run), so it is left out."""
+    if result.plan:
+        note = [] if result.force else [Line("(without --force, the idle check of `vmstation sleep --check` "
+                                             "decides first)")]
+        return note + [_run_told(result.run, plan=True)]
+    lines = format_idle_check(result.check) if result.check is not None and not streamed else []
+    if result.run is None:
+        return lines
+    lines.append(_run_told(result.run))
+    if result.run.exit_code:
+        return lines
+    for host in result.workers:
+        seconds = result.down.get(host.name)
+        lines.append(Line(f"{host.name}: " + (f"asleep ({host.sleep_method}) after {seconds:.1f} s"
+                                              if seconds is not None
+                                              else f"still answering SSH after {result.down_timeout:g} s")))
+    return lines
+
+
+def format_idle_check(check) -> list[Line]:
+    """The idle check's run, then its reasons and decision (a power.cycle.IdleCheck), or that it gave none."""
+    lines = [_run_told(check.run)]
+    if check.sleep is None:
+        return lines + [Line("the idle check did not run on the control plane: no decision", err=True)]
+    lines += [Line(f"  {terminal_safe(reason)}") for reason in check.reasons]
+    return lines + [Line("idle: the workers may sleep" if check.sleep else "busy: staying awake")]
+
+
+def _wake_plan(result) -> list[Line]:
+    lines = [Line(f"  would send a magic packet for {h.name} ({h.mac}) from this machine to {result.packet_to}"
+                  + (f" via {result.via}" if result.via else "")) for h in result.targets if result.from_here]
+    lines += [Line(f"  would wait up to {result.timeout:g} s for {h.name} to answer SSH on {h.address}:{h.ssh_port}")
+              for h in result.targets]
+    return lines + [_run_told(result.run, plan=True)]
+
+
+def _run_told(result, plan: bool = False) -> Line:
+    """A power run within sleep or wake: its plan (with every diff) and summary; the journal is not named."""
+    return Line(format_run(result, plan, show_diff=True, journal=False).removesuffix("\n"))
+
+
+def _rejoin_note(result, seconds: float) -> str:
+    failed = [o for o in result.outcomes if not o.succeeded]
+    if failed:
+        return terminal_safe("not back in the cluster: "
+                             + "; ".join(f"{o.phase} @ {o.host}: {o.message}" for o in failed))
+    skipped = sum(len(o.skipped) for o in result.outcomes)
+    if skipped:
+        return f"cluster rejoin not checked: {skipped} kubectl steps skipped (reasons above)"
+    return f"back in the cluster (nodes Ready, restored) {seconds:.1f} s after the magic packet"
 
 
 def with_progress(start_run, quiet: bool = False):

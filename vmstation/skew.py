@@ -77,7 +77,7 @@ def judge(api_server: str, nodes: list[tuple[str, str]], to: str) -> Verdict:
     refusals, warnings = [], []
     for name, kubelet in nodes:
         minor, window = _minor(kubelet), window_of(kubelet)
-        behind = after[1] - minor[1] if after[0] == minor[0] else 99
+        behind = _minors_behind(kubelet, after)
         if minor > now:
             refusals.append(_newer(name, kubelet, api_server))
         elif behind > window:
@@ -86,6 +86,30 @@ def judge(api_server: str, nodes: list[tuple[str, str]], to: str) -> Verdict:
             warnings.append(_far_behind(name, kubelet, api_server, to, target[1] - minor[1], window))
     listed = ", ".join(f"{name} {kubelet}" for name, kubelet in nodes)
     return Verdict(api_server, tuple(refusals), tuple(warnings), f"API server {api_server}; kubelets: {listed}")
+
+
+def outside_policy(api_server: str, nodes: list[tuple[str, str]]) -> list[str]:
+    """The nodes whose kubelet the Version Skew Policy refuses against the API server as it runs now (what
+    `vmstation status` reports); a version that cannot be read is left to the upgrade's preflight."""
+    if not _VERSION.match(api_server.strip()):
+        return []
+    now, found = _minor(api_server), []
+    for name, kubelet in nodes:
+        if not _VERSION.match(kubelet.strip()):
+            continue
+        behind, window = _minors_behind(kubelet, now), window_of(kubelet)
+        if _minor(kubelet) > now:
+            found.append(f"node {name}: kubelet {kubelet} is newer than the API server ({api_server}), which the "
+                         "Version Skew Policy forbids")
+        elif behind > window:
+            found.append(f"node {name}: kubelet {kubelet} is {behind} minors behind the API server ({api_server}); "
+                         f"the Version Skew Policy allows {window}")
+    return found
+
+
+def _minors_behind(kubelet: str, api_server_minor: tuple[int, int]) -> int:
+    minor = _minor(kubelet)
+    return api_server_minor[1] - minor[1] if api_server_minor[0] == minor[0] else 99
 
 
 def _newer(name: str, kubelet: str, api_server: str) -> str:

@@ -70,6 +70,7 @@ def _environment(directory: str):
     env.filters["to_json"] = _to_json
     env.filters["to_yaml_string"] = _to_yaml_string
     env.filters["proxy_url"] = _proxy_url
+    env.filters["kubeadm_api"] = _kubeadm_api
     return env
 
 
@@ -84,6 +85,13 @@ def _to_yaml_string(value: str) -> str:
     import json
 
     return json.dumps(str(value))
+
+
+def _kubeadm_api(kubernetes_version: str) -> str:
+    """The kubeadm config API a cluster at this version reads (one rule for the templates and the checker)."""
+    from vmstation.config_checks import kubeadm_api_version
+
+    return kubeadm_api_version(kubernetes_version)
 
 
 def _proxy_url(value: str) -> str:

@@ -163,7 +163,6 @@ def as_dict() -> dict:
         "rke2": RKE2,
         "cni_plugins": CNI_PLUGINS,
         "sandbox_image": SANDBOX_IMAGE,
-        "kubeadm_v1beta4_since": list(KUBEADM_V1BETA4_SINCE),
         "flannel_image": FLANNEL_IMAGE,
         "flannel_cni_plugin_image": FLANNEL_CNI_PLUGIN_IMAGE,
         "images": dict(IMAGES),

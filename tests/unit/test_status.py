@@ -181,3 +181,38 @@ def test_kubelets_at_another_version_than_the_inventory_says_are_a_warning(tmp_p
     assert 'debian: kubelets run 1.29.15, 1.30.14 but hosts.toml says version = "1.29.15" (after an upgrade, set it ' \
         'to what runs: a deploy installs that version)' in result.warnings
     assert result.healthy
+
+
+def with_kubelet(item: dict, version: str) -> dict:
+    item["status"]["nodeInfo"]["kubeletVersion"] = version
+    return item
+
+
+def test_a_kubelet_outside_the_version_skew_policy_is_a_problem(tmp_path):
+    inv = inventory(tmp_path)
+    api_server = json.dumps({"major": "1", "minor": "33", "gitVersion": "v1.33.13", "platform": "linux/amd64"})
+    looks = {"masternode": answered(inv, "masternode", **{"api-version": api_server}, nodes=nodes_json(
+                 with_kubelet(node("masternode"), "v1.33.13"), with_kubelet(node("storagenodet3500"), "v1.29.15"))),
+             "storagenodet3500": answered(inv, "storagenodet3500"), "homelab": answered(inv, "homelab")}
+    result = status.judge(inv, looks, NOW)
+    assert "debian: node storagenodet3500: kubelet v1.29.15 is 4 minors behind the API server (v1.33.13); the " \
+        "Version Skew Policy allows 3" in result.problems
+    assert not result.healthy
+
+
+def test_a_kubelet_newer_than_the_api_server_is_a_problem_and_three_minors_behind_is_not(tmp_path):
+    inv = inventory(tmp_path)
+    api_server = json.dumps({"gitVersion": "v1.32.13"})
+    looks = {"masternode": answered(inv, "masternode", **{"api-version": api_server}, nodes=nodes_json(
+                 with_kubelet(node("masternode"), "v1.33.1"), with_kubelet(node("storagenodet3500"), "v1.29.15"))),
+             "storagenodet3500": answered(inv, "storagenodet3500"), "homelab": answered(inv, "homelab")}
+    problems = status.judge(inv, looks, NOW).problems
+    assert "debian: node masternode: kubelet v1.33.1 is newer than the API server (v1.32.13), which the Version " \
+        "Skew Policy forbids" in problems
+    assert not any("storagenodet3500" in p for p in problems)
+
+
+def test_an_api_server_version_that_cannot_be_read_judges_no_skew(tmp_path):
+    assert status.api_server_version("error: You must be logged in to the server (Unauthorized)") == ""
+    assert status.api_server_version('{"gitVersion": 7}') == ""
+    assert status.api_server_version('{"gitVersion": "v1.30.14"}') == "v1.30.14"

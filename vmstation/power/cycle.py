@@ -9,6 +9,13 @@ this machine with ``--from-here``; a packet has no acknowledgement, so each host
 only when its SSH answers (bounded wait, progress shown, time-to-wake reported); then
 ``wake.rejoin`` waits for the nodes Ready, uncordons them and restores what sleep scaled down.
 
+Each returns a result (``Wake``, ``Sleep``): what was sent and how, each host's time to answer or its absence,
+the idle decision with its reasons, the runs' results, and the exit code as a property; vmstation.report renders
+them (``format_wake``, ``format_sleep``). What must be seen while waiting is shown as it happens: each run's
+progress (``report.with_progress``), and, through the callables the caller passes (``waiting``, ``sent``,
+``answered``, ``decided``), how long a host has been waited for, the packets sent before that wait, when each
+host answered before the rejoin run, the idle decision before sleep's run.
+
 Exit codes: 0 done, 1 a host failed or did not answer, 2 bad input, 3 cannot run here,
 4 (sleep) the idle policy says stay awake.
 """
@@ -17,15 +24,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from vmstation.errors import InputError, InventoryError
 from vmstation.transport import ssh_answers
 from vmstation.values import interface_name
 
-# Where the cycle tells what happens: ``tell(text, err=False, nl=True)``; the CLI passes its terminal edge.
-Tell = Callable[..., None]
+# What must be seen as it happens, shown by the caller (the CLI renders each with vmstation.report):
+# ``waiting(host, seconds_waited, timeout)`` while a host is waited for, ``sent(Sent)`` before the wait for the
+# hosts to answer, ``answered(Wake)`` when each answered or not (before the rejoin run waits for the nodes),
+# ``decided(IdleCheck)`` before sleep's run.
+Waiting = Callable[..., None]
+Shown = Callable[[object], None]
 
 STAY_AWAKE = 4
 DOWN_TIMEOUT = 180.0
@@ -33,11 +44,91 @@ PROGRESS_EVERY = 10.0
 POLL = 0.25
 
 
-def wake(session, hosts=(), from_here: bool = False, interface: str | None = None, timeout: float = 600,
-         plan: bool = False, *, tell: Tell) -> int:
-    """Wake ``hosts`` (default: every host with a MAC that is not always on); return the exit code.
+@dataclass(frozen=True)
+class Packet:
+    """One magic packet as its sender reported it: masternode's own line, or (from here) the host and wol's reason."""
+    report: str
+    host: str | None = None
 
-    ``tell``: where what happens is told (the CLI's terminal edge, ``vmstation.report.tell``)."""
+
+@dataclass(frozen=True)
+class Sent:
+    """How the magic packets went out: masternode's ``wake.send`` run, or this machine (``--from-here``)."""
+    from_here: bool
+    packets: tuple[Packet, ...] = ()
+    run: object = None                    # runner.RunResult of wake.send, from masternode
+    not_sent: Packet | None = None        # from here: the host whose packet could not be sent, and why
+
+    @property
+    def exit_code(self) -> int:
+        if self.run is not None:
+            return self.run.exit_code
+        return 1 if self.not_sent else 0
+
+
+@dataclass
+class Wake:
+    """What `vmstation wake` did: the packets, each host's seconds to answer SSH (None: it did not), the rejoin."""
+    targets: tuple                        # inventory Hosts, in the order asked
+    timeout: float
+    plan: bool = False
+    from_here: bool = False
+    packet_to: str = ""                   # a plan from here: where the packets would go (broadcast:port) ...
+    via: str | None = None                # ... and out of which interface, when one is named
+    sent: Sent | None = None
+    awake: dict[str, float | None] = field(default_factory=dict)   # seconds from the packet to SSH's answer
+    run: object = None                    # the rejoin run (or, for a plan, the wake target's plan)
+    seconds: float = 0.0                  # from the magic packet to the end of the rejoin run
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, seconds in self.awake.items() if seconds is None]
+
+    @property
+    def exit_code(self) -> int:
+        if self.sent is not None and self.sent.exit_code:
+            return self.sent.exit_code
+        if self.missing:
+            return 1
+        return self.run.exit_code if self.run is not None else 0
+
+
+@dataclass(frozen=True)
+class IdleCheck:
+    """The idle policy's answer, asked on masternode: ``sleep`` None when the check gave no decision."""
+    run: object                           # runner.RunResult of sleep-check
+    sleep: bool | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class Sleep:
+    """What `vmstation sleep` did: the idle decision, the sleep run, each worker's seconds to stop answering SSH."""
+    workers: tuple                        # the inventory Hosts sleep powers off
+    plan: bool = False
+    force: bool = False
+    check: IdleCheck | None = None        # None: not asked (--force, or a plan)
+    run: object = None                    # the sleep run (or its plan); None when the policy said no
+    down: dict[str, float | None] = field(default_factory=dict)  # seconds until each stopped answering SSH
+    down_timeout: float = DOWN_TIMEOUT
+
+    @property
+    def exit_code(self) -> int:
+        if self.check is not None and self.check.sleep is None:
+            return 1
+        if self.check is not None and not self.check.sleep:
+            return STAY_AWAKE
+        if self.run is None:
+            return 0
+        if self.run.exit_code:
+            return self.run.exit_code
+        return 1 if any(seconds is None for seconds in self.down.values()) else 0
+
+
+def wake(session, hosts=(), from_here: bool = False, interface: str | None = None, timeout: float = 600,
+         plan: bool = False, *, waiting: Waiting | None = None, sent: Shown | None = None,
+         answered: Shown | None = None) -> Wake:
+    """Wake ``hosts`` (default: every host with a MAC that is not always on), wait for each, rejoin them."""
     from vmstation.app import load_inventory
 
     inventory = load_inventory(session)
@@ -48,57 +139,49 @@ def wake(session, hosts=(), from_here: bool = False, interface: str | None = Non
         except ValueError:
             raise InputError(f"--interface {interface!r}: not a network interface name") from None
     settings = {"wake_hosts": tuple(h.name for h in targets), "wake_interface": interface}
+    result = Wake(targets, timeout, plan=plan, from_here=from_here)
     if plan:
-        return _plan_wake(session, inventory, targets, from_here, interface, timeout, settings, tell)
+        return _plan_wake(session, inventory, result, interface, settings)
     sent_at = time.monotonic()
-    if from_here:
-        code = _send_from_here(inventory, targets, interface, tell)
-    else:
-        code = _send_from_sender(session, inventory, settings, tell)
-    if code:
-        return code
-    awake = {h.name: wait_for_ssh(h, timeout, sent_at, tell) for h in targets}
-    tell(format_wake_times(targets, awake))
-    missing = [name for name, seconds in awake.items() if seconds is None]
-    if missing:
-        tell(f"not restored: {', '.join(missing)} did not answer within {timeout:g} s; "
-              "nothing was uncordoned or scaled back (run `vmstation wake` again)", err=True)
-        return 1
-    settings["wake_seconds"] = {name: seconds for name, seconds in awake.items() if seconds is not None}
-    result, _ = run_power_target(session, "wake", tell, only=("power.tools", "wake.rejoin"), settings=settings)
-    tell(_rejoin_note(result, time.monotonic() - sent_at))
-    return result.exit_code
+    result.sent = (_send_from_here(inventory, targets, interface) if from_here
+                   else _send_from_sender(session, settings))
+    if sent is not None:
+        sent(result.sent)
+    if result.sent.exit_code:
+        return result
+    result.awake = {h.name: wait_for_ssh(h, timeout, sent_at, waiting) for h in targets}
+    if answered is not None:
+        answered(result)
+    if result.missing:
+        return result
+    settings["wake_seconds"] = dict(result.awake)
+    result.run, _ = run_power_target(session, "wake", only=("power.tools", "wake.rejoin"), settings=settings)
+    result.seconds = time.monotonic() - sent_at
+    return result
 
 
-def sleep(session, check_only: bool = False, plan: bool = False, force: bool = False, *, tell: Tell) -> int:
-    """Decide, then put the workers to sleep; return the exit code (4: the policy says stay awake)."""
+def sleep(session, check_only: bool = False, plan: bool = False, force: bool = False, *,
+          decided: Shown | None = None) -> Sleep:
+    """Decide (unless ``force``), then put the workers to sleep and see them stop answering."""
     from vmstation.app import load_inventory
 
     inventory = load_inventory(session)
-    workers = check_sleepers(inventory)
+    result = Sleep(check_sleepers(inventory), plan=plan, force=force)
     if plan:
-        if not force:
-            tell("(without --force, the idle check of `vmstation sleep --check` decides first)")
-        return run_power_target(session, "sleep", tell, plan=True)[0].exit_code
+        result.run = run_power_target(session, "sleep", plan=True)[0]
+        return result
     if check_only or not force:
-        decision = idle_decision(session, inventory, tell)
-        if decision is None:
-            return 1
-        for reason in decision["reasons"]:
-            tell(f"  {reason}")
-        tell("idle: the workers may sleep" if decision["sleep"] else "busy: staying awake")
-        if check_only or not decision["sleep"]:
-            return 0 if decision["sleep"] else STAY_AWAKE
-    result, _ = run_power_target(session, "sleep", tell)
-    off = [o.host for o in result.outcomes if o.phase == "sleep.power-off" and o.succeeded]
-    if result.exit_code:
-        return result.exit_code
-    down = {h.name: wait_until_down(h, DOWN_TIMEOUT) for h in workers if h.name in off}
-    for host in workers:
-        seconds = down.get(host.name)
-        tell(f"{host.name}: " + (f"asleep ({host.sleep_method}) after {seconds:.1f} s" if seconds is not None
-                                  else f"still answering SSH after {DOWN_TIMEOUT:g} s"))
-    return 1 if any(s is None for s in down.values()) else 0
+        result.check = idle_decision(session)
+        if decided is not None:
+            decided(result.check)
+        if check_only or not result.check.sleep:
+            return result
+    result.run, _ = run_power_target(session, "sleep")
+    if result.run.exit_code:
+        return result
+    off = {o.host for o in result.run.outcomes if o.phase == "sleep.power-off" and o.succeeded}
+    result.down = {h.name: wait_until_down(h, DOWN_TIMEOUT) for h in result.workers if h.name in off}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,81 +235,62 @@ def check_sleepers(inventory) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_power_target(session, target: str, tell: Tell, plan: bool = False, only=(), settings=None):
-    """Run (or plan) a power target like every other target, with the run-context ``settings`` its phases read.
-
-    Prints the plan and the summary; returns the RunResult and what its Checks captured (by capture name).
-    """
+def run_power_target(session, target: str, plan: bool = False, only=(), settings=None):
+    """Run (or plan) a power target like every other target, with the run-context ``settings`` its phases read,
+    its progress shown as it goes; return the RunResult and what its Checks captured (by capture name)."""
     from vmstation.app import run_target
-    from vmstation.report import format_run, with_progress
+    from vmstation.report import with_progress
 
     run_values: dict = {}
     result = with_progress(lambda listener: run_target(session, target, plan=plan, only=only, listener=listener,
                                                        values=run_values, settings=settings))
-    tell(format_run(result, plan, show_diff=True, journal=False), nl=False)
     return result, run_values
 
 
-def idle_decision(session, inventory, tell: Tell) -> dict | None:
-    """The idle policy's decision, asked on masternode (where the scheduled check asks it): a dict, or None."""
+def idle_decision(session) -> IdleCheck:
+    """The idle policy's decision, asked on masternode (where the scheduled check asks it)."""
     from vmstation.phases import power
 
-    result, values = run_power_target(session, "sleep-check", tell)
+    result, values = run_power_target(session, "sleep-check")
     line = values.get(power.DECISION.name, "")
     if result.exit_code or not line:
-        tell("the idle check did not run on the control plane: no decision", err=True)
-        return None
-    return json.loads(line.strip().splitlines()[-1])
+        return IdleCheck(result)
+    decision = json.loads(line.strip().splitlines()[-1])
+    return IdleCheck(result, bool(decision["sleep"]), tuple(decision["reasons"]))
 
 
-def _send_from_sender(session, inventory, settings, tell: Tell) -> int:
+def _send_from_sender(session, settings) -> Sent:
     from vmstation.phases import power
 
-    result, captured = run_power_target(session, "wake", tell, only=("wake.send",), settings=settings)
-    for line in captured.get(power.SENT.name, "").splitlines():
-        tell(f"  {line}")
-    return result.exit_code
+    result, captured = run_power_target(session, "wake", only=("wake.send",), settings=settings)
+    lines = captured.get(power.SENT.name, "").splitlines()
+    return Sent(False, tuple(Packet(line) for line in lines), run=result)
 
 
-def _send_from_here(inventory, targets, interface: str | None, tell: Tell) -> int:
+def _send_from_here(inventory, targets, interface: str | None) -> Sent:
     from vmstation.errors import HostError
     from vmstation.power import wol
 
-    power = inventory.power
+    power, packets = inventory.power, []
     for host in targets:
         try:
             sent = wol.wake(host.mac, broadcast=power.wol_broadcast, port=power.wol_port,
                             interface=interface or power.wol_interface)
         except HostError as exc:
-            tell(f"vmstation: {host.name}: magic packet not sent: {exc.message}", err=True)
-            return 1
-        tell(f"  {host.name}: {sent.reason}")
-    return 0
+            return Sent(True, tuple(packets), not_sent=Packet(exc.message, host.name))
+        packets.append(Packet(sent.reason, host.name))
+    return Sent(True, tuple(packets))
 
 
-def _plan_wake(session, inventory, targets, from_here, interface, timeout, settings, tell: Tell) -> int:
+def _plan_wake(session, inventory, result: Wake, interface: str | None, settings) -> Wake:
     from vmstation.phases import power
 
-    if from_here:
-        for host in targets:
-            tell(f"  would send a magic packet for {host.name} ({host.mac}) from this machine to "
-                  f"{inventory.power.wol_broadcast or power.LIMITED_BROADCAST}:{inventory.power.wol_port}"
-                  + (f" via {interface or inventory.power.wol_interface}"
-                     if interface or inventory.power.wol_interface else ""))
-    for host in targets:
-        tell(f"  would wait up to {timeout:g} s for {host.name} to answer SSH on {host.address}:{host.ssh_port}")
-    only = ("power.tools", "wake.rejoin") if from_here else ()
-    return run_power_target(session, "wake", tell, plan=True, only=only, settings=settings)[0].exit_code
-
-
-def _rejoin_note(result, seconds: float) -> str:
-    failed = [o for o in result.outcomes if not o.succeeded]
-    if failed:
-        return "not back in the cluster: " + "; ".join(f"{o.phase} @ {o.host}: {o.message}" for o in failed)
-    skipped = sum(len(o.skipped) for o in result.outcomes)
-    if skipped:
-        return f"cluster rejoin not checked: {skipped} kubectl steps skipped (reasons above)"
-    return f"back in the cluster (nodes Ready, restored) {seconds:.1f} s after the magic packet"
+    if result.from_here:
+        result.packet_to = f"{inventory.power.wol_broadcast or power.LIMITED_BROADCAST}:{inventory.power.wol_port}"
+        result.via = interface or inventory.power.wol_interface
+    only = ("power.tools", "wake.rejoin") if result.from_here else ()
+    result.run = run_power_target(session, "wake", plan=True, only=only, settings=settings)[0]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,16 +312,17 @@ class _Clock:
         return self.elapsed > self.timeout
 
 
-def wait_for_ssh(host, timeout: float, since: float, tell: Tell) -> float | None:
-    """Seconds from ``since`` until ``host``'s SSH server sent its banner, or None after ``timeout``."""
+def wait_for_ssh(host, timeout: float, since: float, waiting: Waiting | None = None) -> float | None:
+    """Seconds from ``since`` until ``host``'s SSH server sent its banner, or None after ``timeout``;
+    ``waiting(host, seconds, timeout)`` every PROGRESS_EVERY seconds meanwhile."""
     clock, shown = _Clock(time.monotonic(), timeout), 0.0
     while not clock.expired:
         if ssh_answers(host.address, host.ssh_port):
             return time.monotonic() - since
         if clock.elapsed - shown >= PROGRESS_EVERY:
             shown = clock.elapsed
-            tell(f"  waiting for {host.name} ({host.address}:{host.ssh_port}): {shown:.0f} s of {timeout:g} s",
-                  err=True)
+            if waiting is not None:
+                waiting(host, shown, timeout)
         time.sleep(POLL)
     return None
 
@@ -270,11 +335,3 @@ def wait_until_down(host, timeout: float) -> float | None:
             return clock.elapsed
         time.sleep(POLL)
     return None
-
-
-def format_wake_times(targets, awake: dict) -> str:
-    width = max(len(h.name) for h in targets)
-    lines = [f"{h.name:<{width}}  " + (f"awake: SSH answered {awake[h.name]:.1f} s after the magic packet"
-                                       if awake[h.name] is not None else "did not answer")
-             for h in targets]
-    return "\n".join(lines)
