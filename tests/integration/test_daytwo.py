@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.standin_cues import calls, cue
 from vmstation.app import Session, homelab_status
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
@@ -69,21 +70,6 @@ def inventory(daytwo_boxes, tmp_path_factory) -> Path:
     return daytwo_boxes.write_inventory(
         workdir / "hosts.toml", host_extra={CONTROL: {"always_on": True}, WORKER: {"media_path": "/srv/media"}},
         cluster_extra={"debian": {"artifacts_dir": str(workdir / "artifacts")}})
-
-
-def cue(boxes, box: str, action: str, what: str | None) -> None:
-    """Tell a box's stand-ins what to do next (None: succeed)."""
-    path = boxes[box].root / "etc/vmstation-standin" / action
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if what is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(what + "\n")
-
-
-def calls(boxes, box: str) -> list[str]:
-    path = boxes[box].root / "var/lib/vmstation-standin/calls"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def session(inventory: Path, monkeypatch) -> Session:

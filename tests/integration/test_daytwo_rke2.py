@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.selfsigned import certificate_pem
+from tests.standin_cues import calls, cue
 from vmstation import versions
 from vmstation.app import Session, run_target
 
@@ -140,20 +141,6 @@ def write_certificates(boxes, expired: bool) -> None:
     (tls / "client-admin.crt").write_bytes(certificate_pem("system:admin", admin))
     (tls / "serving-kube-apiserver.crt").write_bytes(certificate_pem("kube-apiserver", now + timedelta(days=300)))
     (tls / "server-ca.crt").write_bytes(certificate_pem("rke2-server-ca", now + timedelta(days=3000)))
-
-
-def cue(boxes, box: str, action: str, what: str | None) -> None:
-    path = boxes[box].root / "etc/vmstation-standin" / action
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if what is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(what + "\n")
-
-
-def calls(boxes, box: str) -> list[str]:
-    path = boxes[box].root / "var/lib/vmstation-standin/calls"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def release_on(boxes, box: str) -> str:

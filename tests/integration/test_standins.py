@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.standin_cues import cue
 from vmstation import versions
 from vmstation.app import Session, run_target
 
@@ -73,16 +74,6 @@ def inventory(standin_boxes, tmp_path_factory) -> Path:
     (standin_boxes[WORKER].root / "srv/media").mkdir(parents=True, exist_ok=True)
     cue(standin_boxes, CONTROL, "nodes", f"{CONTROL} {WORKER}")
     return path
-
-
-def cue(boxes, box: str, action: str, what: str | None) -> None:
-    """Tell a box's stand-ins what to do next (None: succeed)."""
-    path = boxes[box].root / "etc/vmstation-standin" / action
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if what is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(what + "\n")
 
 
 def recorded(boxes, box: str, name: str) -> list[str]:
