@@ -50,6 +50,7 @@ class Upgrade:
     chain: list[UpgradeStep]
     parts: list[Part] = field(default_factory=list)
     pruned: list[Path] = field(default_factory=list)
+    plan: bool = False             # a plan: its stop says what a run would meet, with nothing to resume
 
     @property
     def stopped(self) -> Part | None:
@@ -70,7 +71,7 @@ def upgrade(session, kind: str, to: str, *, plan: bool = False, resume: bool = F
     cluster = _cluster_of_kind(inventory, kind)
     current = current or cluster_version(session, inventory, cluster)
     chain = (kubeadm_chain if kind == "kubeadm" else rke2_chain)(current, to)
-    result = Upgrade(kind, current, to, chain)
+    result = Upgrade(kind, current, to, chain, plan=plan)
     for step in chain:
         for where, limit, only in _parts(inventory, cluster, kind):
             stamp = backup.new_stamp()
@@ -134,8 +135,13 @@ def describe_stop(result: Upgrade, to: str) -> str:
     first = failed[0] if failed else None
     what = f"{first.phase} @ {first.host}: {first.message}" if first else "the run did not finish"
     command = "debian" if result.kind == "kubeadm" else "rke2"
-    return (f"stopped at step {part.step.number} of {len(result.chain)} ({part.step.from_version} -> "
-            f"{part.step.to_version}), {part.where}: {what}\n"
+    where = (f"step {part.step.number} of {len(result.chain)} ({part.step.from_version} -> {part.step.to_version}), "
+             f"{part.where}: {what}")
+    if result.plan:
+        return (f"the plan stops at {where}\n"
+                f"a run would stop there too, with nothing changed: mend that first, then "
+                f"vmstation upgrade {command} --to {to}")
+    return (f"stopped at {where}\n"
             f"the hosts after it were not touched; nothing was rolled back (kubeadm rolls a failed apply back itself)\n"
             f"go on from there: vmstation upgrade {command} --to {to} --resume")
 

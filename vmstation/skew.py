@@ -50,6 +50,9 @@ def parse(answer: str) -> tuple[str, list[tuple[str, str]]]:
     head, marker, tail = answer.partition(NODES_MARKER)
     if not marker:
         raise Unreadable("no answer from the API server (kubectl get --raw=/version and get nodes printed nothing)")
+    if not head.strip():
+        raise Unreadable("the API server did not answer GET /version (is the cluster up, and kubectl and "
+                         "/etc/kubernetes/admin.conf there?)")
     try:
         git_version = json.loads(head)["gitVersion"]
     except (ValueError, KeyError, TypeError):

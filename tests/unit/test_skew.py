@@ -100,6 +100,7 @@ def test_a_kubelet_older_than_1_25_has_the_narrower_window_of_two():
 
 @pytest.mark.parametrize("fact, words", [
     ("", "no answer from the API server"),                                      # kubectl failed: nothing printed
+    ("\n--- nodes\n", "the API server did not answer GET /version"),           # no cluster, or no kubectl
     ("Error from server (Forbidden)\n--- nodes\nmasternode\tv1.29.15\n", "/version is not the JSON it documents"),
     ('{"major": "1"}\n--- nodes\nmasternode\tv1.29.15\n', "/version is not the JSON it documents"),
     ('{"gitVersion": "latest"}\n--- nodes\nmasternode\tv1.29.15\n', "gitVersion 'latest' is not a version"),

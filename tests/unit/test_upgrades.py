@@ -99,3 +99,30 @@ def test_an_rke2_cluster_is_at_its_lowest_release_so_agents_left_behind_are_upgr
     assert lowest_rke2_release("rke2 version v1.34.10+rke2r1 (abc)\n") == "v1.34.10+rke2r1"   # no API answer
     assert lowest_rke2_release("v1.9.1+rke2r1 v1.10.0+rke2r1") == "v1.9.1+rke2r1"              # by number
     assert lowest_rke2_release("") is None
+
+
+def stopped_upgrade(plan: bool):
+    from vmstation.execute import PhaseOutcome
+    from vmstation.maintenance import Part, Upgrade
+    from vmstation.runner import RunResult
+    from vmstation.status import Outcome
+
+    chain = kubeadm_chain("1.29.15", "1.30")
+    failed = RunResult("upgrade-debian", [PhaseOutcome("upgrade-debian.preflight", "masternode", Outcome.FAILED,
+                                                       message="every node Ready: not Ready: storagenodet3500")])
+    return Upgrade("kubeadm", "1.29.15", "1.30", chain, [Part(chain[0], "control plane masternode", failed)],
+                   plan=plan)
+
+
+def test_a_stopped_run_says_where_and_how_to_resume_and_a_stopped_plan_says_a_run_would_stop_there():
+    from vmstation.maintenance import describe_stop
+
+    run = describe_stop(stopped_upgrade(plan=False), "1.30")
+    assert run.splitlines() == [
+        "stopped at step 1 of 1 (1.29.15 -> 1.30.14), control plane masternode: upgrade-debian.preflight @ "
+        "masternode: every node Ready: not Ready: storagenodet3500",
+        "the hosts after it were not touched; nothing was rolled back (kubeadm rolls a failed apply back itself)",
+        "go on from there: vmstation upgrade debian --to 1.30 --resume"]
+    plan = describe_stop(stopped_upgrade(plan=True), "1.30")
+    assert plan.splitlines()[0].startswith("the plan stops at step 1 of 1 (1.29.15 -> 1.30.14), control plane ")
+    assert "--resume" not in plan and plan.endswith("then vmstation upgrade debian --to 1.30")
