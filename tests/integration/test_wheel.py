@@ -21,15 +21,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A wheel built from this clone, installed with its dependencies into a virtualenv of its own."""
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from this clone, outside it: the templates in, the test harness out."""
     base = tmp_path_factory.mktemp("wheel")
     assert REPO not in base.parents
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"), str(REPO)], cwd=base)
-    wheel = next((base / "dist").glob("vmstation-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
+    built = next((base / "dist").glob("vmstation-*.whl"))
+    names = zipfile.ZipFile(built).namelist()
     assert "vmstation/template_files/system/modules-kubernetes.conf.j2" in names
     assert not [n for n in names if n.startswith("vmstation/testing/")]
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The wheel installed with its dependencies into a virtualenv of its own."""
+    base = tmp_path_factory.mktemp("venv")
     run([sys.executable, "-m", "venv", str(base / "venv")], cwd=base)
     run([str(base / "venv" / "bin" / "pip"), "install", "-q", str(wheel)], cwd=base, timeout=900)
     return base / "venv" / "bin"
@@ -75,3 +82,15 @@ def test_the_installed_wheel_plans_against_real_hosts(installed, tmp_path):
     assert f"== debian.system-prep @ {hosts[0].name}: " in result.stdout
     assert result.stdout.splitlines()[-2].startswith("0 changed, 0 failed")
     assert inventory.exists()
+
+
+def test_pipx_installs_both_vmstation_and_fab(wheel, tmp_path):
+    """pipx exposes only the installed package's own commands: `fab` must be one of vmstation's, not only
+    Fabric's, or `fab deploy-debian` is not there after the README's `pipx install`."""
+    homes = {"PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin"),
+             "PIPX_MAN_DIR": str(tmp_path / "man")}
+    run([sys.executable, "-m", "pipx", "install", str(wheel)], cwd=tmp_path, env=homes, timeout=900)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["fab", "vmstation"]
+    run([tmp_path / "bin" / "vmstation", "init", "lab"], cwd=tmp_path)
+    listed = run([tmp_path / "bin" / "fab", "--list"], cwd=tmp_path / "lab").stdout
+    assert "deploy-debian" in listed and "wake" in listed
