@@ -71,6 +71,7 @@ def _environment(directory: str):
     env.filters["to_yaml_string"] = _to_yaml_string
     env.filters["proxy_url"] = _proxy_url
     env.filters["kubeadm_api"] = _kubeadm_api
+    env.filters["pause_image"] = _pause_image
     return env
 
 
@@ -92,6 +93,13 @@ def _kubeadm_api(kubernetes_version: str) -> str:
     from vmstation.config_checks import kubeadm_api_version
 
     return kubeadm_api_version(kubernetes_version)
+
+
+def _pause_image(kubernetes_version: str) -> str:
+    """containerd's sandbox image for the cluster's version (versions.pause_image)."""
+    from vmstation.versions import pause_image
+
+    return pause_image(kubernetes_version)
 
 
 def _proxy_url(value: str) -> str:

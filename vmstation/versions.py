@@ -13,7 +13,7 @@ KUBERNETES_APT_VERSION = "1.29.15-1.1"          # pkgs.k8s.io package version of
 KUBERNETES_APT_REPO = "https://pkgs.k8s.io/core:/stable:/v1.29/deb/"
 CNI_PLUGINS = "v1.3.0"
 CONTAINERD_TARBALL = "1.7.22"                    # containerd_source = "tarball": the release the artifacts dir holds
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image; kubeadm 1.29 expects 3.9
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"    # containerd's pause image for a version the table below lacks
 
 # kubeadm's config API per Kubernetes minor. v1beta4 came with kubeadm 1.31 (kubernetes/kubernetes PR #125029
 # "kubeadm: enable the v1beta4 API": "v1beta3 is now marked as deprecated but will continue to be supported until
@@ -154,6 +154,14 @@ KUBERNETES_RELEASES = {
 }
 
 
+def pause_image(kubernetes_version: str) -> str:
+    """containerd's sandbox image for a cluster at ``kubernetes_version``: the pause image its kubeadm expects (kubeadm
+    warns about any other), so a deploy after an upgrade moves containerd to the new minor's pause with it."""
+    minor = ".".join(kubernetes_version.strip().lstrip("v").split(".")[:2])
+    release = KUBERNETES_RELEASES.get(minor)
+    return f"registry.k8s.io/pause:{release.pause}" if release else SANDBOX_IMAGE
+
+
 def as_dict() -> dict:
     """The values templates see as ``versions``."""
     return {
@@ -162,7 +170,6 @@ def as_dict() -> dict:
         "kubernetes_apt_repo": KUBERNETES_APT_REPO,
         "rke2": RKE2,
         "cni_plugins": CNI_PLUGINS,
-        "sandbox_image": SANDBOX_IMAGE,
         "flannel_image": FLANNEL_IMAGE,
         "flannel_cni_plugin_image": FLANNEL_CNI_PLUGIN_IMAGE,
         "images": dict(IMAGES),

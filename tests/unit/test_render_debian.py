@@ -327,6 +327,16 @@ def test_containerd_v3_pins_the_sandbox_image(homelab):
     assert images["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.9"
 
 
+@pytest.mark.parametrize("version, pause", [("1.29.15", "3.9"), ("1.30.14", "3.9"), ("1.31.14", "3.10"),
+                                            ("1.34.10", "3.10.1"), ("1.36.3", "3.10.2"), ("1.28.15", "3.9")])
+@pytest.mark.parametrize("config_version", [2, 3])
+def test_containerd_sandbox_image_is_the_pause_the_clusters_kubeadm_expects(homelab, version, pause, config_version):
+    lab = dataclasses.replace(homelab, clusters=tuple(
+        dataclasses.replace(c, version=version) if c.kind == "kubeadm" else c for c in homelab.clusters))
+    text = render_for(lab, "containerd/config.toml.j2", "masternode", containerd_config_version=config_version)
+    assert text.count(f'"registry.k8s.io/pause:{pause}"') == 1 and text.count("registry.k8s.io/pause:") == 1
+
+
 def test_containerd_config_of_the_other_version_fails_the_check(homelab):
     text = render_for(homelab, "containerd/config.toml.j2", "masternode", containerd_config_version=2)
     assert check_containerd_config(text, 3) != []

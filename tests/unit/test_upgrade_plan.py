@@ -175,8 +175,9 @@ def test_the_preflight_names_the_pause_image_the_steps_kubeadm_expects(homelab, 
         assert not notices
     else:
         assert notices == [f"containerd's sandbox image is registry.k8s.io/pause:3.9; kubeadm {to} expects "
-                           f"registry.k8s.io/pause:{pause} (versions.KUBERNETES_RELEASES): pods still start, "
-                           "kubeadm warns"]
+                           f"registry.k8s.io/pause:{pause}: pods still start and kubeadm warns; the deploy-debian "
+                           f"after the upgrade (with version = \"{to}\" in hosts.toml) sets it, restarting "
+                           "containerd"]
 
 
 # -- RKE2 --------------------------------------------------------------------------------------------------------

@@ -64,11 +64,13 @@ def preflight(ctx: HostContext):
     yield Check(f"avail=$(df -Pk /var/lib | awk 'NR==2 {{print $4}}'); if [ \"$avail\" -lt {FREE_DISK_KB} ]; then "
                 f"echo \"only $avail kB free under /var/lib; the upgrade needs {FREE_DISK_KB} kB\" >&2; exit 1; fi",
                 "at least 2 GB free under /var/lib")
-    pause = release_of(to).pause
-    if not versions.SANDBOX_IMAGE.endswith(f":{pause}"):
-        # kubeadm warns when containerd's sandbox image is not its own; the config deploy-debian renders pins one.
-        yield Notice(f"containerd's sandbox image is {versions.SANDBOX_IMAGE}; kubeadm {to} expects "
-                     f"registry.k8s.io/pause:{pause} (versions.KUBERNETES_RELEASES): pods still start, kubeadm warns")
+    running, expected = versions.pause_image(ctx.cluster.version), versions.pause_image(to)
+    if running != expected:
+        # kubeadm warns when containerd's sandbox image is not its own; deploy-debian renders the one of the
+        # cluster's version, so the deploy after the upgrade (version set in hosts.toml) moves containerd to it.
+        yield Notice(f"containerd's sandbox image is {running}; kubeadm {to} expects {expected}: pods still "
+                     f"start and kubeadm warns; the deploy-debian after the upgrade (with version = \"{to}\" in "
+                     "hosts.toml) sets it, restarting containerd")
     if not ctx.host.has_role("control-plane"):
         return
     minor = support.minor_of(to)
