@@ -66,22 +66,32 @@ def three_workers(homelab):
 
 
 def upgrade_plan(inventory, to: str, tmp_path: Path) -> str:
-    graph = build_graph()
     cluster = inventory.cluster("debian")
+
+    def answer(operation, step) -> str:
+        if isinstance(operation, debian_upgrade.KubeletSkew):
+            return skew_fact(inventory, step.from_version)
+        return fact_for(operation)
+    return chain_plan(inventory, cluster, kubeadm_chain(cluster.version, to), "debian", answer, tmp_path)
+
+
+def chain_plan(inventory, cluster, chain, family: str, answer, tmp_path: Path) -> str:
+    """The plan of every run of an upgrade chain, as the use case runs them (maintenance._parts), each
+    operation decided on ``answer(operation, step)`` with the certificates' expiry judged at NOW."""
+    graph = build_graph()
+    target = "upgrade-debian" if cluster.kind == "kubeadm" else "upgrade-rke2"
     sections = []
-    for step in kubeadm_chain(cluster.version, to):
-        for where, limit, only in _parts(inventory, cluster, "kubeadm"):
+    for step in chain:
+        for where, limit, only in _parts(inventory, cluster, cluster.kind):
             run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", limit=limit,
                                  upgrade_to=step.to_version, backup_stamp=STAMP)
             outcomes = []
-            for phase in graph.order("upgrade-debian", only):
+            for phase in graph.order(target, only):
                 for host in (h for h in phase.select(inventory) if h.name in limit):
-                    ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("debian"))
+                    ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts(family))
                     operations = [dataclasses.replace(o, now=NOW) if isinstance(o, CertificateExpiry) else o
                                   for o in phase.operations(ctx)]
-                    steps = decide_steps(operations, [
-                        skew_fact(inventory, step.from_version) if isinstance(o, debian_upgrade.KubeletSkew)
-                        else fact_for(o) for o in operations])
+                    steps = decide_steps(operations, [answer(o, step) for o in operations])
                     outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
             sections.append(f"##### step {step.number} ({step.from_version} -> {step.to_version}), {where}\n"
                             + format_plan(outcomes))
@@ -195,24 +205,8 @@ def rke2_fact_for(operation) -> str:
 def rke2_upgrade_plan(inventory, current: str, to: str, tmp_path: Path) -> str:
     from vmstation.upgrades import rke2_chain
 
-    graph = build_graph()
-    cluster = inventory.cluster("rke2")
-    sections = []
-    for step in rke2_chain(current, to):
-        for where, limit, only in _parts(inventory, cluster, "rke2"):
-            run_ctx = RunContext(inventory, plan=True, artifacts_dir=tmp_path / "artifacts", limit=limit,
-                                 upgrade_to=step.to_version, backup_stamp=STAMP)
-            outcomes = []
-            for phase in graph.order("upgrade-rke2", only):
-                for host in (h for h in phase.select(inventory) if h.name in limit):
-                    ctx = HostContext(run_ctx, host, None, facts_source=lambda: assumed_facts("rhel"))
-                    operations = [dataclasses.replace(o, now=NOW) if isinstance(o, CertificateExpiry) else o
-                                  for o in phase.operations(ctx)]
-                    steps = decide_steps(operations, [rke2_fact_for(o) for o in operations])
-                    outcomes.append(PhaseOutcome(phase.name, host.name, "planned", steps))
-            sections.append(f"##### step {step.number} ({step.from_version} -> {step.to_version}), {where}\n"
-                            + format_plan(outcomes))
-    return "".join(sections).replace(str(tmp_path), "<tmp>")
+    return chain_plan(inventory, inventory.cluster("rke2"), rke2_chain(current, to), "rhel",
+                      lambda operation, step: rke2_fact_for(operation), tmp_path)
 
 
 def test_the_rke2_upgrade_goes_server_by_server_then_agents_through_the_install_script(homelab, tmp_path):
