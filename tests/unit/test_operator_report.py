@@ -79,7 +79,7 @@ def test_an_unknown_host_key_is_one_line_per_host_at_the_end_and_blocked_phases_
     assert lines[-1].strip().startswith("vmstation hosts trust masternode -i lab/hosts.toml")
 
 
-# -- ssh_config precedence (transport.route_to) ------------------------------------------------------------
+# -- ssh_config precedence (ssh_routes.route_to) -----------------------------------------------------------
 
 INVENTORY = """
 [clusters.debian]
